@@ -1,0 +1,9 @@
+//! ambient: a sidecar-less service mesh, Istio-compatible, in one binary.
+//!
+//! Layers, top to bottom (see docs/architecture.md): `cli` -> components -> `mesh` ->
+//! `config` / `model`. A module only uses the layers below it.
+
+pub mod cli;
+pub mod config;
+pub mod mesh;
+pub mod model;
