@@ -18,6 +18,8 @@ fn main() {
         None => "unknown".to_string(),
     };
     println!("cargo:rustc-env=AMBIENT_GIT_COMMIT={commit}");
+    let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_string());
+    println!("cargo:rustc-env=AMBIENT_TARGET={target}");
     println!("cargo:rerun-if-env-changed=AMBIENT_GIT_COMMIT");
     for path in [".git/HEAD", ".git/index", ".git/refs"] {
         if std::path::Path::new(path).exists() {

@@ -182,7 +182,11 @@ impl FileLoader {
                 (Some(resource), _) => {
                     let key = resource.object_ref();
                     if state.objects.contains_key(&key) {
-                        let mut d = Diagnostic::new(Code::DuplicateObject, &source, format!("{key} is defined again in the same file; the first definition is used"));
+                        let mut d = Diagnostic::new(
+                            Code::DuplicateObject,
+                            &source,
+                            format!("{key} is defined again in the same file; the first definition is used"),
+                        );
                         d.line = Some(doc.start_line);
                         d.object = Some(key.to_string());
                         state.diagnostics.push(d);
@@ -237,12 +241,8 @@ impl FileLoader {
 
     /// Writes that turn what was published into `objects`, and records `objects` as published.
     fn diff(&mut self, objects: BTreeMap<ObjectRef, Resource>) -> Vec<Write> {
-        let mut writes: Vec<Write> = self
-            .published
-            .keys()
-            .filter(|k| !objects.contains_key(*k))
-            .map(|k| Write::Remove(k.clone()))
-            .collect();
+        let mut writes: Vec<Write> =
+            self.published.keys().filter(|k| !objects.contains_key(*k)).map(|k| Write::Remove(k.clone())).collect();
         for (key, resource) in &objects {
             if self.published.get(key) != Some(resource) {
                 writes.push(Write::Put(resource.clone()));
@@ -255,6 +255,11 @@ impl FileLoader {
     /// Every problem of the last load (what `ambient analyze` reports).
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         self.merged().1
+    }
+
+    /// How many files (stdin counts as one) the last load read.
+    pub fn files_read(&self) -> usize {
+        self.files.len()
     }
 
     /// Every object of the last load.

@@ -126,7 +126,12 @@ impl Store {
         let state = self.lock();
         // Subscribing under the lock: no write can land between the snapshot and the receiver.
         let rx = self.inner.changes.subscribe();
-        Subscription { store: self.clone(), rx, revision: state.snapshot.revision, initial: Some(state.snapshot.clone()) }
+        Subscription {
+            store: self.clone(),
+            rx,
+            revision: state.snapshot.revision,
+            initial: Some(state.snapshot.clone()),
+        }
     }
 
     /// Applies a batch of writes atomically and publishes what actually changed.

@@ -18,8 +18,7 @@ pub struct Document<'a> {
 }
 
 fn is_marker(line: &str, marker: &str) -> bool {
-    line.strip_prefix(marker)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    line.strip_prefix(marker).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
 }
 
 /// Splits a YAML stream into its documents. A `---` or `...` at the start of a line always ends
@@ -33,8 +32,9 @@ pub fn split_documents(text: &str) -> Vec<Document<'_>> {
     let mut push = |from: usize, to: usize, line: usize| {
         let body = &text[from..to];
         let has_content = body.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#') && !is_marker(l, "---") && !t.starts_with('%')
+            // On a `---` line, only what follows the marker counts (`--- {a: 1}` has content).
+            let t = if is_marker(l, "---") { l[3..].trim() } else { l.trim() };
+            !t.is_empty() && !t.starts_with('#') && !t.starts_with('%')
         });
         if has_content {
             docs.push(Document { text: body, start_line: line });
@@ -158,7 +158,8 @@ pub fn decode_document(source: &str, doc: &Document, opts: &DecodeOptions) -> De
     };
 
     let (Some(api_version), Some(kind_name)) = (api_version, kind_name) else {
-        let missing = if head.api_version.is_none() || as_str(&head.api_version).is_none() { "apiVersion" } else { "kind" };
+        let missing =
+            if head.api_version.is_none() || as_str(&head.api_version).is_none() { "apiVersion" } else { "kind" };
         let mut d = diag(Code::MissingTypeInfo, doc.start_line, format!("`{missing}` is missing or not a string"));
         d.field = Some(missing.to_string());
         out.diagnostics.push(d);
@@ -238,66 +239,74 @@ fn decode_typed(kind: Kind, text: &str) -> Result<Resource, (Option<String>, ser
 
 /// Best-effort line of a field path like `spec.rules[0].from[1].source.ipBlocks[2]` inside a
 /// document: follows each key in order down the text, then list items by counting `- ` entries
-/// at the indentation the key's list uses. Falls back to the closest line found so far.
+/// below their key. Falls back to the deepest line found so far (or the document's first line).
 pub fn locate(doc: &Document, field: &str) -> usize {
     let lines: Vec<&str> = doc.text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut pos = 0usize; // index of the line we are inside
-    let mut min_indent = 0usize;
+    let content = |l: &str| l.trim_start().trim_start_matches("- ").trim_start().len();
+    // Column where a line's key starts (after any `- ` item markers).
+    let key_col = |l: &str| l.len() - content(l);
+    let dash_col = |l: &str| l.len() - l.trim_start().len();
+    let is_item = |l: &str| {
+        let t = l.trim_start();
+        t.starts_with("- ") || t == "-"
+    };
+    let blank = |l: &str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    let mut pos = 0usize;
+    let mut min_col = 0usize;
     let mut found = None;
-    for seg in field.split('.').filter(|s| !s.is_empty()) {
-        let (key, indices) = match seg.find('[') {
-            Some(i) => (&seg[..i], &seg[i..]),
-            None => (seg, ""),
-        };
-        // Find `key:` at an indentation >= min_indent, after pos.
+    'segments: for seg in field.split('.').filter(|s| !s.is_empty()) {
+        let (key, indices) = seg.split_at(seg.find('[').unwrap_or(seg.len()));
+        let plain = format!("{key}:");
+        let quoted = format!("\"{key}\":");
         let key_line = (pos..lines.len()).find(|&i| {
-            let t = lines[i].trim_start().trim_start_matches("- ");
-            indent(lines[i]) >= min_indent && (t.starts_with(&format!("{key}:")) || t.starts_with(&format!("\"{key}\":")))
+            let l = lines[i];
+            let t = &l[key_col(l)..];
+            !blank(l) && key_col(l) >= min_col && (t.starts_with(&plain) || t.starts_with(&quoted))
         });
         let Some(kl) = key_line else { break };
-        pos = kl;
         found = Some(kl);
-        min_indent = indent(lines[kl]) + 1;
+        pos = kl;
+        min_col = key_col(lines[kl]) + 1;
         for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
-            let Ok(n) = idx.parse::<usize>() else { break };
-            // Items are the `- ` lines after `pos` at the first indentation seen for one.
-            let mut item_indent = None;
+            let Ok(n) = idx.parse::<usize>() else { break 'segments };
+            let parent_col = key_col(lines[pos]);
+            let mut item_col = None;
             let mut count = 0;
             let mut hit = None;
             for (i, l) in lines.iter().enumerate().skip(pos + 1) {
-                let t = l.trim_start();
-                if t.is_empty() || t.starts_with('#') {
+                if blank(l) {
                     continue;
                 }
-                if indent(l) < min_indent.saturating_sub(1) && !t.starts_with("- ") {
+                let dash = dash_col(l);
+                if !is_item(l) && key_col(l) <= parent_col || is_item(l) && dash < parent_col {
                     break;
                 }
-                if t.starts_with("- ") || t == "-" {
-                    let ind = indent(l);
-                    match item_indent {
-                        None => item_indent = Some(ind),
-                        Some(x) if ind < x => break,
-                        Some(x) if ind > x => continue,
-                        _ => {}
-                    }
-                    if count == n {
-                        hit = Some(i);
-                        break;
-                    }
-                    count += 1;
+                if !is_item(l) {
+                    continue;
                 }
-            }
-            match hit {
-                Some(i) => {
-                    pos = i;
-                    found = Some(i);
-                    min_indent = indent(lines[i]) + 1;
+                match item_col {
+                    None => item_col = Some(dash),
+                    Some(c) if dash > c => continue,
+                    Some(c) if dash < c => break,
+                    _ => {}
                 }
-                None => break,
+                if count == n {
+                    hit = Some(i);
+                    break;
+                }
+                count += 1;
             }
+            let Some(i) = hit else { break 'segments };
+            found = Some(i);
+            pos = i;
+            min_col = item_col.unwrap_or(0) + 2;
         }
     }
     doc.start_line + found.unwrap_or(0)
 }
 
+#[cfg(test)]
+mod tests;

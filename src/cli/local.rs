@@ -1,0 +1,94 @@
+//! `ambient local`: the mesh on one Linux machine, pods as network namespaces.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use super::not_implemented;
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Start a local mesh from Kubernetes YAML.
+    #[command(
+        after_help = "Examples:\n  sudo ambient local up -f examples/bookinfo/\n  sudo ambient local up -f mesh.yaml --nodes 2"
+    )]
+    Up(LocalUpArgs),
+    /// Stop the local mesh and remove everything it created.
+    #[command(after_help = "Examples:\n  sudo ambient local down")]
+    Down(StateDirArgs),
+    /// Show the local mesh's nodes, pods and components.
+    #[command(after_help = "Examples:\n  ambient local status")]
+    Status(StateDirArgs),
+    /// Run a command inside a pod's network namespace.
+    #[command(after_help = "Examples:\n  sudo ambient local exec sleep -n default -- curl -s http://httpbin:8000/get")]
+    Exec(LocalExecArgs),
+    /// Show a pod's or component's logs.
+    #[command(
+        after_help = "Examples:\n  ambient local logs productpage -n bookinfo\n  ambient local logs ztunnel --node node-1 -f"
+    )]
+    Logs(LocalLogsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateDirArgs {
+    /// Where the local mesh keeps its state.
+    #[arg(long, env = "AMBIENT_LOCAL_STATE_DIR", default_value = "/var/run/ambient-local")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalUpArgs {
+    /// Files or folders of Kubernetes YAML (repeatable).
+    #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Number of nodes to spread pods over.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalExecArgs {
+    /// Pod name.
+    pub pod: String,
+    /// Pod namespace.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+    /// Command and arguments to run.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalLogsArgs {
+    /// Pod or component name.
+    pub name: String,
+    /// Pod namespace.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+    /// Container, for pods with several.
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Node, for per-node components.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+pub fn run(cmd: LocalCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LocalCommand::Up(_) => not_implemented("local up"),
+        LocalCommand::Down(_) => not_implemented("local down"),
+        LocalCommand::Status(_) => not_implemented("local status"),
+        LocalCommand::Exec(_) => not_implemented("local exec"),
+        LocalCommand::Logs(_) => not_implemented("local logs"),
+    }
+}

@@ -1,0 +1,189 @@
+//! The binary as a user drives it: help, version, unbuilt commands, analyze.
+
+use std::fs;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn ambient() -> Command {
+    let mut cmd = Command::cargo_bin("ambient").expect("binary is built");
+    cmd.env_remove("RUST_LOG").env_remove("AMBIENT_LOG_FORMAT");
+    cmd
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = ambient().arg("--help").assert().success().get_output().stdout.clone();
+    let help = String::from_utf8(out).unwrap();
+    for cmd in [
+        "install",
+        "uninstall",
+        "manifest",
+        "profile",
+        "analyze",
+        "proxy-status",
+        "ztunnel-config",
+        "waypoint",
+        "local",
+        "completions",
+        "version",
+        "controlplane",
+        "ztunnel",
+        "cni",
+    ] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(&format!("{cmd} "))), "--help lacks {cmd}:\n{help}");
+    }
+}
+
+#[test]
+fn unbuilt_commands_exit_2_and_say_so() {
+    let cases: &[&[&str]] = &[
+        &["install", "--profile=ambient", "-y"],
+        &["uninstall", "-y"],
+        &["manifest", "generate", "--profile", "ambient"],
+        &["profile", "list"],
+        &["profile", "dump", "ambient"],
+        &["proxy-status"],
+        &["ztunnel-config"],
+        &["waypoint", "apply", "-n", "default"],
+        &["waypoint", "list"],
+        &["waypoint", "delete", "waypoint"],
+        &["waypoint", "run"],
+        &["local", "up", "-f", "examples/shop"],
+        &["local", "down"],
+        &["local", "status"],
+        &["local", "exec", "frontend", "--", "true"],
+        &["local", "logs", "frontend"],
+        &["controlplane", "--config-source", "files", "--config", "examples/shop"],
+        &["ztunnel"],
+        &["cni"],
+        &["cni", "plugin"],
+    ];
+    for args in cases {
+        ambient()
+            .args(*args)
+            .assert()
+            .code(2)
+            .stdout(predicate::str::is_empty())
+            .stderr(predicate::str::contains("not implemented yet"));
+    }
+}
+
+#[test]
+fn version_prints_version_and_commit() {
+    let out = ambient().arg("version").assert().success().get_output().stdout.clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with(&format!("ambient {} (commit ", env!("CARGO_PKG_VERSION"))), "{text}");
+
+    let out = ambient().args(["version", "-o", "json"]).assert().success().get_output().stdout.clone();
+    let json: serde_json::Value = serde_json::from_slice(&out).expect("version -o json is JSON");
+    assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+    let commit = json["commit"].as_str().expect("commit is a string");
+    assert!(!commit.is_empty());
+}
+
+#[test]
+fn bad_log_level_is_an_error_naming_it() {
+    ambient()
+        .args(["--log-level", "info,=[", "version"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid --log-level"));
+}
+
+#[test]
+fn analyze_clean_folder_reports_nothing() {
+    ambient()
+        .args(["analyze", "-f", "examples/shop"])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("0 errors"));
+    let out = ambient().args(["analyze", "-f", "examples/shop", "-o", "json"]).assert().success().get_output().stdout.clone();
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    assert!(findings.is_empty(), "{findings:?}");
+}
+
+#[test]
+fn analyze_reports_the_broken_document_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("good.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.yaml");
+    fs::write(
+        &broken,
+        "# a policy with a wrong enum value\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: p\n  namespace: shop\nspec:\n  action: MAYBE\n",
+    )
+    .unwrap();
+
+    let out = ambient().args(["analyze", "-o", "json", "-f"]).arg(dir.path()).assert().code(1).get_output().stdout.clone();
+    let findings: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    let f = &findings[0];
+    assert_eq!(f["code"], "AMB0004");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["file"], broken.display().to_string());
+    assert_eq!(f["line"], 8);
+    assert_eq!(f["object"], "AuthorizationPolicy shop/p");
+    assert_eq!(f["field"], "spec.action");
+    assert!(f["message"].as_str().unwrap().contains("MAYBE"), "{f}");
+
+    // The table names the same file and line.
+    ambient()
+        .args(["analyze", "-f"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(format!("{}:8", broken.display())).and(predicate::str::contains("AMB0004")));
+}
+
+#[test]
+fn analyze_reads_stdin_and_yaml_output() {
+    let out = ambient()
+        .args(["analyze", "-f", "-", "-o", "yaml"])
+        .write_stdin("apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 70000\n")
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("code: AMB0005"), "{text}");
+    assert!(text.contains("file: <stdin>"), "{text}");
+    assert!(text.contains("line: 7"), "{text}");
+    assert!(text.contains("field: spec.ports[0].port"), "{text}");
+}
+
+#[test]
+fn analyze_thresholds_control_output_and_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("d.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n").unwrap();
+    // An ignored kind is info: hidden by default, and not a failure.
+    ambient().args(["analyze", "-f"]).arg(dir.path()).assert().success().stdout(predicate::str::is_empty());
+    ambient()
+        .args(["analyze", "--output-threshold", "info", "--failure-threshold", "info", "-f"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("AMB0007"));
+}
+
+#[test]
+fn analyze_missing_path_is_a_clear_error() {
+    ambient()
+        .args(["analyze", "-f", "/nonexistent/ambient-config"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("/nonexistent/ambient-config does not exist"));
+}
+
+#[test]
+fn analyze_docs_list_every_code() {
+    let doc = fs::read_to_string("docs/analyze.md").unwrap();
+    for code in ambient::config::Code::ALL {
+        assert!(doc.contains(&format!("| {} | {} |", code, code.severity())), "docs/analyze.md lacks {code}");
+    }
+}
