@@ -282,7 +282,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__analyze)
-            opts="-f -o -h -V --filename --output --output-threshold --failure-threshold --timeout --log-level --log-format --help --version"
+            opts="-f -o -h -V --filename --output --output-threshold --failure-threshold --kubeconfig --context --timeout --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +310,14 @@ _ambient() {
                     ;;
                 --failure-threshold)
                     COMPREPLY=($(compgen -W "info warning error" -- "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --timeout)

@@ -110,6 +110,8 @@ error\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l failure-threshold -d 'Lowest severity that makes the exit status 1' -r -f -a "info\t''
 warning\t''
 error\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l kubeconfig -d 'With no `-f`: kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or in-cluster)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l context -d 'With no `-f`: kubeconfig context to use' -r
 complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l timeout -d 'With no `-f`: how long to wait for the cluster\'s objects' -r
 complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand analyze" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''

@@ -11,6 +11,21 @@ fn ambient() -> Command {
     cmd
 }
 
+/// Runs `ambient analyze -f - -o json` on `input`; checks the exit code and summary line, and
+/// returns the findings.
+fn analyze_stdin_json(input: &str, code: i32, summary: &str) -> Vec<serde_json::Value> {
+    let out = ambient()
+        .args(["analyze", "-f", "-", "-o", "json"])
+        .write_stdin(input)
+        .assert()
+        .code(code)
+        .stderr(predicate::str::contains(summary))
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("analyze -o json prints JSON")
+}
+
 #[test]
 fn help_lists_every_command() {
     let out = ambient().arg("--help").assert().success().get_output().stdout.clone();
@@ -99,7 +114,8 @@ fn analyze_clean_folder_reports_nothing() {
         .success()
         .stdout(predicate::str::is_empty())
         .stderr(predicate::str::contains("0 errors"));
-    let out = ambient().args(["analyze", "-f", "examples/shop", "-o", "json"]).assert().success().get_output().stdout.clone();
+    let out =
+        ambient().args(["analyze", "-f", "examples/shop", "-o", "json"]).assert().success().get_output().stdout.clone();
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
     assert!(findings.is_empty(), "{findings:?}");
 }
@@ -107,11 +123,7 @@ fn analyze_clean_folder_reports_nothing() {
 #[test]
 fn analyze_reports_the_broken_document_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("good.yaml"),
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
-    )
-    .unwrap();
+    fs::write(dir.path().join("good.yaml"), "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n").unwrap();
     let broken = dir.path().join("broken.yaml");
     fs::write(
         &broken,
@@ -119,7 +131,8 @@ fn analyze_reports_the_broken_document_with_file_and_line() {
     )
     .unwrap();
 
-    let out = ambient().args(["analyze", "-o", "json", "-f"]).arg(dir.path()).assert().code(1).get_output().stdout.clone();
+    let out =
+        ambient().args(["analyze", "-o", "json", "-f"]).arg(dir.path()).assert().code(1).get_output().stdout.clone();
     let findings: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
     assert_eq!(findings.len(), 1, "{findings:#?}");
     let f = &findings[0];
@@ -186,4 +199,61 @@ fn analyze_docs_list_every_code() {
     for code in ambient::config::Code::ALL {
         assert!(doc.contains(&format!("| {} | {} |", code, code.severity())), "docs/analyze.md lacks {code}");
     }
+}
+
+#[test]
+fn analyze_without_files_or_cluster_says_what_is_missing() {
+    ambient()
+        .arg("analyze")
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("connecting to Kubernetes")
+                .and(predicate::str::contains("/nonexistent/kubeconfig")),
+        );
+}
+
+/// `kubectl get ... -o yaml` prints a `v1` `List`: its items are analyzed one by one, with the
+/// lines of the original text.
+#[test]
+fn analyze_expands_kubectl_lists() {
+    let list = "\
+apiVersion: v1
+items:
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata:
+    name: good
+    namespace: shop
+  spec:
+    action: DENY
+- apiVersion: security.istio.io/v1
+  kind: AuthorizationPolicy
+  metadata:
+    name: bad
+    namespace: shop
+  spec:
+    rules:
+    - from:
+      - source:
+          ipBlocks: [\"10.0.0.0/40\"]
+kind: List
+metadata:
+  resourceVersion: \"\"
+";
+    let findings = analyze_stdin_json(list, 1, "Analyzed 1 object");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["object"], "AuthorizationPolicy shop/bad");
+    assert_eq!(findings[0]["line"], 19);
+    assert_eq!(findings[0]["field"], "spec.rules[0].from[0].source.ipBlocks[0]");
+
+    // The same list as JSON (`kubectl get -o json`).
+    let json = r#"{"apiVersion":"v1","kind":"List","items":[
+      {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}},
+      {"apiVersion":"v1","kind":"Service","metadata":{"name":"s","namespace":"shop"},"spec":{"ports":[{"port":0}]}}]}"#;
+    let findings = analyze_stdin_json(json, 1, "Analyzed 1 object");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["field"], "spec.ports[0].port");
 }

@@ -28,7 +28,8 @@ fn label_of(store: &Store, name: &str) -> Option<String> {
 
 /// Waits for the next change batch and returns it as (kind, name, applied?) triples.
 async fn next_changes(sub: &mut Subscription) -> Vec<(Kind, String, bool)> {
-    let update = tokio::time::timeout(WAIT, sub.next()).await.expect("a change within the deadline").expect("store alive");
+    let update =
+        tokio::time::timeout(WAIT, sub.next()).await.expect("a change within the deadline").expect("store alive");
     let Update::Changes(set) = update else { panic!("unexpected resync") };
     set.changes
         .iter()

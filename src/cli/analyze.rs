@@ -10,6 +10,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::OutputFormat;
 use crate::config::files::{FileLoader, FilesConfig};
+use crate::config::kube::KubeConfig;
 use crate::config::{self, Diagnostic, Severity, SourceConfig, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
@@ -48,6 +49,12 @@ pub struct AnalyzeArgs {
     /// Lowest severity that makes the exit status 1.
     #[arg(long, value_enum, default_value = "error")]
     pub failure_threshold: Threshold,
+    /// With no `-f`: kubeconfig file (default: `$KUBECONFIG`, `~/.kube/config`, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With no `-f`: kubeconfig context to use.
+    #[arg(long)]
+    pub context: Option<String>,
     /// With no `-f`: how long to wait for the cluster's objects.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -84,10 +91,10 @@ pub fn analyze_files(paths: Vec<PathBuf>) -> Result<Report, config::ConfigError>
 }
 
 /// Reads and checks what the current Kubernetes cluster holds.
-fn analyze_cluster(timeout: Duration) -> anyhow::Result<Report> {
+fn analyze_cluster(kube: KubeConfig, timeout: Duration) -> anyhow::Result<Report> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let source = config::start(SourceConfig::Kube(Default::default())).await.context("analyzing the cluster")?;
+        let source = config::start(SourceConfig::Kube(kube)).await.context("analyzing the cluster")?;
         tokio::time::timeout(timeout, source.store.synced())
             .await
             .map_err(|_| anyhow::anyhow!("the cluster's objects did not load within {timeout:?}"))?;
@@ -100,8 +107,12 @@ fn analyze_cluster(timeout: Duration) -> anyhow::Result<Report> {
 }
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    let mut report =
-        if args.paths.is_empty() { analyze_cluster(args.timeout)? } else { analyze_files(args.paths.clone())? };
+    let mut report = if args.paths.is_empty() {
+        let kube = KubeConfig { context: args.context.clone(), kubeconfig: args.kubeconfig.clone() };
+        analyze_cluster(kube, args.timeout)?
+    } else {
+        analyze_files(args.paths.clone())?
+    };
     report.findings.sort_by(|a, b| (&a.file, a.line, a.code).cmp(&(&b.file, b.line, b.code)));
     let failed = report.findings.iter().any(|d| args.failure_threshold.admits(d.severity));
     let shown: Vec<&Diagnostic> = report.findings.iter().filter(|d| args.output_threshold.admits(d.severity)).collect();

@@ -55,10 +55,16 @@ pub enum Command {
     /// Show a ztunnel's workloads, services, policies and certificates.
     ZtunnelConfig(status::ZtunnelConfigArgs),
     /// Manage waypoint proxies (Gateway resources of class istio-waypoint).
-    #[command(subcommand, after_help = "Examples:\n  ambient waypoint apply -n bookinfo --enroll-namespace\n  ambient waypoint list -A")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ambient waypoint apply -n bookinfo --enroll-namespace\n  ambient waypoint list -A"
+    )]
     Waypoint(waypoint::WaypointCommand),
     /// Run a real ambient mesh on this Linux machine, without Kubernetes.
-    #[command(subcommand, after_help = "Examples:\n  sudo ambient local up -f examples/bookinfo/\n  ambient local status\n  sudo ambient local down")]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sudo ambient local up -f examples/bookinfo/\n  ambient local status\n  sudo ambient local down"
+    )]
     Local(local::LocalCommand),
     /// Print shell completions.
     Completions(completions::CompletionsArgs),

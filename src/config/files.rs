@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::ConfigError;
 use super::diagnostic::{Code, Diagnostic};
 use super::store::{Store, Write};
-use super::yaml::{DecodeOptions, decode_document, split_documents};
+use super::yaml::{DecodeOptions, decode_stream};
 use crate::model::{ObjectRef, Resource};
 
 /// The name stdin is reported under.
@@ -175,23 +175,26 @@ impl FileLoader {
         let previous = self.files.remove(&path).unwrap_or_default();
         let mut state = FileState { text: String::new(), objects: BTreeMap::new(), diagnostics: Vec::new() };
         let mut unidentified_failure = false;
-        for doc in split_documents(&text) {
-            let decoded = decode_document(&source, &doc, &self.config.decode);
+        for decoded in decode_stream(&source, &text, &self.config.decode) {
             state.diagnostics.extend(decoded.diagnostics);
             match (decoded.resource, decoded.object) {
                 (Some(resource), _) => {
                     let key = resource.object_ref();
-                    if state.objects.contains_key(&key) {
-                        let mut d = Diagnostic::new(
-                            Code::DuplicateObject,
-                            &source,
-                            format!("{key} is defined again in the same file; the first definition is used"),
-                        );
-                        d.line = Some(doc.start_line);
-                        d.object = Some(key.to_string());
-                        state.diagnostics.push(d);
-                    } else {
-                        state.objects.insert(key, resource);
+                    match state.objects.entry(key) {
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(resource);
+                        }
+                        std::collections::btree_map::Entry::Occupied(existing) => {
+                            let key = existing.key();
+                            let mut d = Diagnostic::new(
+                                Code::DuplicateObject,
+                                &source,
+                                format!("{key} is defined again in the same file; the first definition is used"),
+                            );
+                            d.line = Some(decoded.line);
+                            d.object = Some(key.to_string());
+                            state.diagnostics.push(d);
+                        }
                     }
                 }
                 // Broken, but we know which object it is: keep its last good version.

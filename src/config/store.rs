@@ -17,6 +17,8 @@ use crate::model::{ObjectRef, Resource};
 const CHANGE_BUFFER: usize = 1024;
 
 /// One write a backend asks for.
+// Writes are short-lived (built, applied, dropped), so the size of `Put` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Write {
     Put(Resource),

@@ -85,6 +85,8 @@ fn as_str(v: &Option<serde_json::Value>) -> Option<String> {
 /// The outcome of decoding one document.
 #[derive(Debug, Default)]
 pub struct Decoded {
+    /// The line the document (or `List` item) starts on.
+    pub line: usize,
     /// The object, when it decoded and validated cleanly.
     pub resource: Option<Resource>,
     /// Who the document is, when that much could be read even if the rest is broken.
@@ -121,28 +123,130 @@ fn saphyr_line(err: &serde_saphyr::Error, doc: &Document) -> usize {
     }
 }
 
+/// Decodes every document of a YAML stream, expanding `v1` `List` documents (what
+/// `kubectl get -o yaml` prints) into their items. `source` names where the text came from.
+pub fn decode_stream(source: &str, text: &str, opts: &DecodeOptions) -> Vec<Decoded> {
+    let mut out = Vec::new();
+    for doc in split_documents(text) {
+        let value = match parse_value(source, &doc) {
+            Ok(value) => value,
+            Err(failed) => {
+                out.push(*failed);
+                continue;
+            }
+        };
+        match list_items(&doc, &value) {
+            Some(items) => {
+                for (item_text, line) in items {
+                    let item = Document { text: &item_text, start_line: line };
+                    out.push(decode_document(source, &item, opts));
+                }
+            }
+            None => out.push(decode_value(source, &doc, opts, value)),
+        }
+    }
+    out
+}
+
 /// Decodes one document. `source` names where it came from (a path, `<stdin>`), for diagnostics.
 pub fn decode_document(source: &str, doc: &Document, opts: &DecodeOptions) -> Decoded {
-    let mut out = Decoded::default();
-    let diag = |code: Code, line: usize, message: String| {
-        let mut d = Diagnostic::new(code, source, message);
-        d.line = Some(line);
-        d
-    };
+    match parse_value(source, doc) {
+        Ok(value) => decode_value(source, doc, opts, value),
+        Err(failed) => *failed,
+    }
+}
 
-    let head: Head = match serde_saphyr::from_str::<Option<serde_json::Value>>(doc.text) {
-        Err(err) => {
-            let d = diag(Code::YamlSyntax, saphyr_line(&err, doc), saphyr_message(&err));
-            out.diagnostics.push(d);
-            return out;
-        }
-        Ok(Some(value @ serde_json::Value::Object(_))) => serde_json::from_value(value).unwrap_or_default(),
-        Ok(_) => {
-            let msg = "document is not an object (expected a mapping with apiVersion and kind)";
-            out.diagnostics.push(diag(Code::MissingTypeInfo, doc.start_line, msg.to_string()));
-            return out;
-        }
+fn diagnostic_at(source: &str, code: Code, line: usize, message: String) -> Diagnostic {
+    let mut d = Diagnostic::new(code, source, message);
+    d.line = Some(line);
+    d
+}
+
+/// Parses a document into a generic value; a syntax error or a non-object is the whole answer.
+fn parse_value(source: &str, doc: &Document) -> Result<serde_json::Value, Box<Decoded>> {
+    let failed = |code, line, message: &str| {
+        let diagnostics = vec![diagnostic_at(source, code, line, message.to_string())];
+        Box::new(Decoded { line: doc.start_line, diagnostics, ..Decoded::default() })
     };
+    match serde_saphyr::from_str::<Option<serde_json::Value>>(doc.text) {
+        Err(err) => Err(failed(Code::YamlSyntax, saphyr_line(&err, doc), &saphyr_message(&err))),
+        Ok(Some(value @ serde_json::Value::Object(_))) => Ok(value),
+        Ok(_) => Err(failed(
+            Code::MissingTypeInfo,
+            doc.start_line,
+            "document is not an object (expected a mapping with apiVersion and kind)",
+        )),
+    }
+}
+
+/// The items of a `v1` `List` document, each as its own text and the line it starts on.
+/// Block-style items are cut out of the document and dedented, so lines inside them stay exact;
+/// anything else (JSON, flow style) is re-rendered as JSON and located at its `items` key.
+fn list_items(doc: &Document, value: &serde_json::Value) -> Option<Vec<(String, usize)>> {
+    if value.get("kind")?.as_str()? != "List" || value.get("apiVersion")?.as_str()? != "v1" {
+        return None;
+    }
+    let items = value.get("items").and_then(|i| i.as_array()).map(Vec::as_slice).unwrap_or_default();
+    if let Some(cut) = cut_block_items(doc.text, items.len()) {
+        return Some(cut.into_iter().map(|(text, offset)| (text, doc.start_line + offset)).collect());
+    }
+    let line = locate(doc, "items");
+    Some(items.iter().map(|item| (serde_json::to_string_pretty(item).unwrap_or_default(), line)).collect())
+}
+
+/// Cuts the top-level `items:` block sequence into its entries: `(dedented text, line offset)`.
+/// `None` when the text does not hold exactly `expected` block items.
+fn cut_block_items(text: &str, expected: usize) -> Option<Vec<(String, usize)>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = lines.iter().position(|l| l.starts_with("items:"))?;
+    if !lines[key]["items:".len()..].trim().is_empty() {
+        return None; // `items: []` or a flow sequence
+    }
+    let mut starts = Vec::new();
+    let mut end = lines.len();
+    let mut dash_col = None;
+    for (i, line) in lines.iter().enumerate().skip(key + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let col = line.len() - trimmed.len();
+        let is_item = trimmed.starts_with("- ") || trimmed == "-";
+        match dash_col {
+            None if is_item => dash_col = Some(col),
+            Some(d) if is_item && col == d => {}
+            Some(d) if col > d => continue,
+            _ => {
+                end = i;
+                break;
+            }
+        }
+        starts.push(i);
+    }
+    if starts.len() != expected {
+        return None;
+    }
+    let indent = dash_col.unwrap_or(0) + 2;
+    let bounds = starts.iter().copied().zip(starts.iter().skip(1).copied().chain(std::iter::once(end)));
+    let items = bounds.map(|(from, to)| {
+        let mut text = String::new();
+        for (n, line) in lines[from..to].iter().enumerate() {
+            // The first line's `- ` becomes indentation; then everything moves left by `indent`.
+            let line = if n == 0 { line.replacen("- ", "  ", 1) } else { line.to_string() };
+            let cut = line.char_indices().take_while(|(i, c)| *i < indent && *c == ' ').count();
+            text.push_str(&line[cut..]);
+            text.push('\n');
+        }
+        (text, from)
+    });
+    Some(items.collect())
+}
+
+/// Decodes a parsed document: identify it, decode it as its kind, validate it.
+fn decode_value(source: &str, doc: &Document, opts: &DecodeOptions, value: serde_json::Value) -> Decoded {
+    let mut out = Decoded { line: doc.start_line, ..Decoded::default() };
+    let diag = |code: Code, line: usize, message: String| diagnostic_at(source, code, line, message);
+    let head: Head = serde_json::from_value(value).unwrap_or_default();
 
     let api_version = as_str(&head.api_version);
     let kind_name = as_str(&head.kind);
@@ -196,8 +300,8 @@ pub fn decode_document(source: &str, doc: &Document, opts: &DecodeOptions) -> De
     // ignores `apiVersion`), so every accepted version reads into the same type.
     let mut resource = match decode_typed(kind, doc.text) {
         Ok(r) => r,
-        Err((field, err)) => {
-            let mut d = diag(Code::SchemaViolation, saphyr_line(&err, doc), saphyr_message(&err));
+        Err(TypedError { field, error }) => {
+            let mut d = diag(Code::SchemaViolation, saphyr_line(&error, doc), saphyr_message(&error));
             d.object = Some(object_label);
             d.field = field;
             out.diagnostics.push(d);
@@ -223,8 +327,14 @@ pub fn decode_document(source: &str, doc: &Document, opts: &DecodeOptions) -> De
     out
 }
 
-/// Decodes `text` as `kind`; on failure returns the path of the offending field (if any).
-fn decode_typed(kind: Kind, text: &str) -> Result<Resource, (Option<String>, serde_saphyr::Error)> {
+/// Why the typed decode failed: the offending field's path (if known) and saphyr's error.
+struct TypedError {
+    field: Option<String>,
+    error: Box<serde_saphyr::Error>,
+}
+
+/// Decodes `text` as `kind`; on failure says which field was being read.
+fn decode_typed(kind: Kind, text: &str) -> Result<Resource, TypedError> {
     let mut path = None;
     let result = serde_saphyr::with_deserializer_from_str(text, |de| {
         let mut track = serde_path_to_error::Track::new();
@@ -234,7 +344,7 @@ fn decode_typed(kind: Kind, text: &str) -> Result<Resource, (Option<String>, ser
             path = (p != "." && !p.is_empty()).then_some(p);
         })
     });
-    result.map_err(|e| (path, e))
+    result.map_err(|e| TypedError { field: path, error: Box::new(e) })
 }
 
 /// Best-effort line of a field path like `spec.rules[0].from[1].source.ipBlocks[2]` inside a
@@ -257,19 +367,30 @@ pub fn locate(doc: &Document, field: &str) -> usize {
     let mut pos = 0usize;
     let mut min_col = 0usize;
     let mut found = None;
+    let mut at_item = false;
     'segments: for seg in field.split('.').filter(|s| !s.is_empty()) {
         let (key, indices) = seg.split_at(seg.find('[').unwrap_or(seg.len()));
         let plain = format!("{key}:");
         let quoted = format!("\"{key}\":");
-        let key_line = (pos..lines.len()).find(|&i| {
+        // Only the current node's direct children: lines inside its block whose key starts at the
+        // column of its first child (the item line itself after an index). So an absent
+        // `metadata.name` is not found in a container's `- name:`, nor `spec.hosts` in a label.
+        let first = if at_item || found.is_none() { pos } else { pos + 1 };
+        let block =
+            || (first..lines.len()).take_while(|&i| i == pos || blank(lines[i]) || dash_col(lines[i]) >= min_col);
+        let child_col = block()
+            .find(|&i| !blank(lines[i]) && !is_marker(lines[i], "---") && lines[i].trim() != "-")
+            .map(|i| key_col(lines[i]));
+        let key_line = block().find(|&i| {
             let l = lines[i];
             let t = &l[key_col(l)..];
-            !blank(l) && key_col(l) >= min_col && (t.starts_with(&plain) || t.starts_with(&quoted))
+            !blank(l) && Some(key_col(l)) == child_col && (t.starts_with(&plain) || t.starts_with(&quoted))
         });
         let Some(kl) = key_line else { break };
         found = Some(kl);
         pos = kl;
         min_col = key_col(lines[kl]) + 1;
+        at_item = false;
         for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
             let Ok(n) = idx.parse::<usize>() else { break 'segments };
             let parent_col = key_col(lines[pos]);
@@ -303,6 +424,7 @@ pub fn locate(doc: &Document, field: &str) -> usize {
             found = Some(i);
             pos = i;
             min_col = item_col.unwrap_or(0) + 2;
+            at_item = true;
         }
     }
     doc.start_line + found.unwrap_or(0)

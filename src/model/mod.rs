@@ -44,6 +44,9 @@ macro_rules! resources {
         }
 
         /// One object of any kind the mesh consumes.
+        // Resources live behind `Arc` in the store and are moved rarely, so the variants are not
+        // boxed: matching on them stays simple for every consumer.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug, PartialEq)]
         pub enum Resource { $($variant($ty)),+ }
 
@@ -72,19 +75,20 @@ macro_rules! resources {
         $(impl From<$ty> for Resource { fn from(o: $ty) -> Self { Resource::$variant(o) } })+
     };
     // Custom resources: `metadata` and `spec` may be absent (Kubernetes allows `spec`-less
-    // objects), so they are read through a shim with defaults instead of the derived impl.
+    // objects) or null (`spec:` with no value, which the API server prunes as absent), so they
+    // are read through a shim with defaults instead of the derived impl.
     (@decode spec, $ty:ty, $de:ident) => {{
         #[derive(serde::Deserialize)]
         struct Shim<S> {
             #[serde(default)]
-            metadata: ObjectMeta,
+            metadata: Option<ObjectMeta>,
             #[serde(default)]
-            spec: S,
+            spec: Option<S>,
         }
         let shim = Shim::deserialize($de)?;
         let mut object = <$ty>::default();
-        object.metadata = shim.metadata;
-        object.spec = shim.spec;
+        object.metadata = shim.metadata.unwrap_or_default();
+        object.spec = shim.spec.unwrap_or_default();
         object
     }};
     (@decode root, $ty:ty, $de:ident) => { <$ty>::deserialize($de)? };
@@ -249,4 +253,3 @@ impl Resource {
         self.meta().labels.as_ref().unwrap_or(&EMPTY)
     }
 }
-

@@ -156,9 +156,7 @@ pub struct Condition {
 
 impl Validate for AuthorizationPolicySpec {
     fn validate(&self, v: &mut Validator) {
-        if self.selector.is_some() && (self.target_ref.is_some() || !self.target_refs.is_empty()) {
-            v.error("only one of selector, targetRef and targetRefs may be set");
-        }
+        one_attachment(v, self.selector.is_some(), self.target_ref.is_some(), !self.target_refs.is_empty());
         if self.action == AuthorizationAction::Custom && self.provider.is_none() {
             v.error_at("provider", "action CUSTOM requires a provider");
         }
@@ -320,6 +318,7 @@ pub struct ClaimToHeader {
 
 impl Validate for RequestAuthenticationSpec {
     fn validate(&self, v: &mut Validator) {
+        one_attachment(v, self.selector.is_some(), self.target_ref.is_some(), !self.target_refs.is_empty());
         v.each("jwtRules", &self.jwt_rules, |v, rule| {
             if rule.issuer.is_empty() {
                 v.error_at("issuer", "issuer must not be empty");
@@ -333,5 +332,12 @@ impl Validate for RequestAuthenticationSpec {
                 v.error_at("jwksUri", format!("{uri:?} is not an http(s) URL"));
             }
         });
+    }
+}
+
+/// A policy attaches by at most one of `selector`, `targetRef` and `targetRefs`.
+fn one_attachment(v: &mut Validator, selector: bool, target_ref: bool, target_refs: bool) {
+    if [selector, target_ref, target_refs].into_iter().filter(|set| *set).count() > 1 {
+        v.error("only one of selector, targetRef and targetRefs may be set");
     }
 }
