@@ -314,13 +314,20 @@ pub async fn run(mut loader: FileLoader, store: Store) -> Result<(), ConfigError
     }
     // Changes between the first load and the watch starting would be missed: read once more.
     loader.reload(&store);
+    let mut reported = store.diagnostics();
+    for d in &reported {
+        tracing::warn!("{d}");
+    }
     while rx.recv().await.is_some() {
         while rx.try_recv().is_ok() {}
         let changed = loader.reload(&store);
         tracing::debug!(changed, "config files reloaded");
-        for d in store.diagnostics() {
+        // Log each problem once when it appears, not again on every reload while it lasts.
+        let current = store.diagnostics();
+        for d in current.iter().filter(|d| !reported.contains(d)) {
             tracing::warn!("{d}");
         }
+        reported = current;
     }
     drop(debouncer);
     Ok(())

@@ -108,12 +108,17 @@ impl Default for DecodeOptions {
 }
 
 /// saphyr's message, with its own "at line X column Y" suffix dropped (we report the line).
+/// saphyr's advice about its own parser options (", set X in Options if acceptable") is dropped
+/// too: a user cannot set them.
 fn saphyr_message(err: &serde_saphyr::Error) -> String {
-    let text = err.without_snippet().to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
+    let mut text = err.without_snippet().to_string();
+    if let Some(at) = text.rfind(" at line ") {
+        text.truncate(at);
     }
+    if let Some(at) = text.find(", set ").filter(|at| text[*at..].contains(" in Options")) {
+        text.truncate(at);
+    }
+    text
 }
 
 fn saphyr_line(err: &serde_saphyr::Error, doc: &Document) -> usize {

@@ -103,3 +103,13 @@ fn decode_fills_default_namespace_and_names_unknown_kinds() {
     let d = &decode_document("f", &doc, &opts).diagnostics[0];
     assert_eq!((d.code, d.field.as_deref()), (Code::MissingTypeInfo, Some("apiVersion")));
 }
+
+#[test]
+fn syntax_errors_speak_to_the_user_not_about_parser_options() {
+    let doc = Document { text: "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  name: b\n", start_line: 1 };
+    let decoded = decode_document("f", &doc, &DecodeOptions::default());
+    let [d] = decoded.diagnostics.as_slice() else { panic!("{:?}", decoded.diagnostics) };
+    assert_eq!((d.code, d.line), (Code::YamlSyntax, Some(5)));
+    assert!(d.message.contains("duplicate mapping key"), "{}", d.message);
+    assert!(!d.message.contains("Options") && !d.message.contains(" at line "), "{}", d.message);
+}
