@@ -81,12 +81,13 @@ pub struct Report {
 /// Reads and checks the given files and folders.
 pub fn analyze_files(paths: Vec<PathBuf>) -> Result<Report, config::ConfigError> {
     let mut loader = FileLoader::new(FilesConfig { watch: false, ..FilesConfig::new(paths) })?;
-    loader.reload(&Store::new());
+    let store = Store::new();
+    loader.reload(&store);
     let files = loader.files_read();
     Ok(Report {
-        objects: loader.objects().len(),
+        objects: store.snapshot().len(),
         sources: format!("{files} file{}", if files == 1 { "" } else { "s" }),
-        findings: loader.diagnostics(),
+        findings: store.diagnostics(),
     })
 }
 

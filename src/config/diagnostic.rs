@@ -24,31 +24,23 @@ impl fmt::Display for Severity {
 }
 
 /// Stable finding codes. Never renumber: users filter and suppress by code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Code {
     /// The document is not valid YAML.
-    #[serde(rename = "AMB0001")]
     YamlSyntax,
     /// The document is not an object with `apiVersion` and `kind`.
-    #[serde(rename = "AMB0002")]
     MissingTypeInfo,
     /// A known kind with an `apiVersion` this version of ambient does not read.
-    #[serde(rename = "AMB0003")]
     UnsupportedVersion,
     /// A field has the wrong type, an unknown enum value, or a required field is missing.
-    #[serde(rename = "AMB0004")]
     SchemaViolation,
     /// A well-typed field holds an invalid value (bad CIDR, port out of range, bad name).
-    #[serde(rename = "AMB0005")]
     InvalidValue,
     /// The same object is defined more than once; the first definition is used.
-    #[serde(rename = "AMB0006")]
     DuplicateObject,
     /// A kind the mesh does not consume; it is ignored.
-    #[serde(rename = "AMB0007")]
     IgnoredKind,
     /// An input file or folder could not be read.
-    #[serde(rename = "AMB0008")]
     Unreadable,
 }
 
@@ -84,19 +76,12 @@ impl Code {
             _ => Severity::Error,
         }
     }
+}
 
-    /// One line on what the code means, for docs and `--help`.
-    pub fn summary(self) -> &'static str {
-        match self {
-            Code::YamlSyntax => "the document is not valid YAML",
-            Code::MissingTypeInfo => "the document is not an object with apiVersion and kind",
-            Code::UnsupportedVersion => "a known kind with an apiVersion ambient does not read",
-            Code::SchemaViolation => "wrong type, unknown enum value, or missing required field",
-            Code::InvalidValue => "a field holds an invalid value (CIDR, port, name, ...)",
-            Code::DuplicateObject => "the same object is defined twice; the first one is used",
-            Code::IgnoredKind => "a kind the mesh does not consume; ignored",
-            Code::Unreadable => "an input file or folder could not be read",
-        }
+/// Serialized as its stable string, e.g. `"AMB0004"`.
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

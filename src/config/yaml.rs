@@ -267,8 +267,7 @@ fn decode_value(source: &str, doc: &Document, opts: &DecodeOptions, value: serde
     };
 
     let (Some(api_version), Some(kind_name)) = (api_version, kind_name) else {
-        let missing =
-            if head.api_version.is_none() || as_str(&head.api_version).is_none() { "apiVersion" } else { "kind" };
+        let missing = if as_str(&head.api_version).is_none() { "apiVersion" } else { "kind" };
         let mut d = diag(Code::MissingTypeInfo, doc.start_line, format!("`{missing}` is missing or not a string"));
         d.field = Some(missing.to_string());
         out.diagnostics.push(d);
