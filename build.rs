@@ -1,8 +1,10 @@
-//! Records the git commit for `ambient version`, and rebuilds when embedded assets change.
+//! Records the git commit for `ambient version`, and compiles the wire protocols in `proto/`
+//! (with protox, so no system `protoc` is needed).
 
 use std::process::Command;
 
 fn main() {
+    compile_protos();
     let commit = std::env::var("AMBIENT_GIT_COMMIT").ok().or_else(|| {
         let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -26,4 +28,30 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
+}
+
+/// The protocol files, compiled into Rust types (prost) and gRPC stubs (tonic).
+const PROTOS: &[&str] = &[
+    "proto/envoy/discovery.proto",
+    "proto/istio/workload.proto",
+    "proto/istio/authorization.proto",
+    "proto/istio/ca.proto",
+];
+
+fn compile_protos() {
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = match protox::compile(PROTOS, ["proto"]) {
+        Ok(descriptors) => descriptors,
+        Err(error) => panic!("invalid protocol file: {error:?}"),
+    };
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        // Our own google.protobuf types, so that `Any.value` can be `Bytes`: a resource encoded
+        // once is then shared by every client's response without copying.
+        .compile_well_known_types(true)
+        .bytes(".google.protobuf.Any.value")
+        .compile_fds(descriptors)
+        .expect("generating code from the protocol files");
 }
