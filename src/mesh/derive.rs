@@ -41,6 +41,7 @@ pub(crate) fn workload(pod: &PodInput, inputs: &Inputs, config: &MeshConfig) -> 
         node: pod.node.clone(),
         labels: pod.labels.clone(),
         enrolled: pod.enrollable && labels::pod_wants_enrolment(&pod.labels, namespace.enrolled),
+        ready: pod.ready,
         waypoint,
         services,
         policies,

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff;
 
 use super::labels::{self, SIDECAR_STATUS_ANNOTATION, WaypointLabel};
 use super::types::{
@@ -63,6 +65,7 @@ pub(crate) struct PodInput {
     /// sidecar proxy: neither can be enrolled whatever the labels say.
     pub enrollable: bool,
     pub named_ports: Vec<NamedPort>,
+    pub ready: bool,
 }
 
 impl PodInput {
@@ -90,6 +93,7 @@ impl PodInput {
             labels: pod.metadata.labels.clone().unwrap_or_default(),
             enrollable: !host_network && !has_sidecar,
             named_ports: spec.map(named_ports).unwrap_or_default(),
+            ready: status.is_none_or(pod_ready),
         })
     }
 
@@ -98,6 +102,16 @@ impl PodInput {
     /// port that does wins.
     pub fn resolve_port(&self, name: &str, protocol: Protocol) -> Option<u16> {
         self.named_ports.iter().find(|p| p.name == name && p.protocol == protocol).map(|p| p.number)
+    }
+}
+
+/// Readiness as Kubernetes reports it; a status without conditions counts as ready, so that hand
+/// written pods (files configs, which nothing updates) are usable.
+fn pod_ready(status: &PodStatus) -> bool {
+    let mut conditions = status.conditions.iter().flatten();
+    match conditions.find(|c| c.type_ == "Ready") {
+        Some(ready) => ready.status == "True",
+        None => status.conditions.as_ref().is_none_or(Vec::is_empty),
     }
 }
 
@@ -232,12 +246,23 @@ pub(crate) fn authorization_policy(key: PolicyKey, policy: &AuthorizationPolicy,
     } else {
         workload_scope(spec.selector.as_ref(), &key.namespace, root_namespace)
     };
-    MeshPolicy { key, scope, spec: PolicySpec::Authorization(spec.clone()) }
+    let (dry_run, created) = policy_metadata(&policy.metadata);
+    MeshPolicy { key, scope, spec: PolicySpec::Authorization(spec.clone()), dry_run, created }
+}
+
+/// Istio's annotation that makes a policy dry-run only.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
+
+fn policy_metadata(metadata: &ObjectMeta) -> (bool, Option<jiff::Timestamp>) {
+    let annotations = metadata.annotations.as_ref();
+    let dry_run = annotations.and_then(|a| a.get(DRY_RUN_ANNOTATION)).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    (dry_run, metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 pub(crate) fn peer_authentication(key: PolicyKey, policy: &PeerAuthentication, root_namespace: &str) -> MeshPolicy {
     let scope = workload_scope(policy.spec.selector.as_ref(), &key.namespace, root_namespace);
-    MeshPolicy { key, scope, spec: PolicySpec::PeerAuthentication(policy.spec.clone()) }
+    let (dry_run, created) = policy_metadata(&policy.metadata);
+    MeshPolicy { key, scope, spec: PolicySpec::PeerAuthentication(policy.spec.clone()), dry_run, created }
 }
 
 /// Keys ordered namespace first, so one namespace's entries are a contiguous range.

@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use k8s_openapi::jiff;
+
 use crate::model::Identity;
 use crate::model::security::{AuthorizationPolicySpec, PeerAuthenticationSpec};
 
@@ -182,6 +184,9 @@ pub struct Workload {
     pub labels: Labels,
     /// Traffic of this pod is captured and carried by the mesh.
     pub enrolled: bool,
+    /// The pod may receive traffic: its `Ready` condition is true, or it reports no conditions
+    /// at all (a pod written by hand in a files config).
+    pub ready: bool,
     pub waypoint: Option<WaypointRef>,
     /// Services selecting this pod, with each service port this pod can serve. A port whose
     /// named target does not resolve on this pod is absent from its list.
@@ -249,6 +254,11 @@ pub struct MeshPolicy {
     pub key: PolicyKey,
     pub scope: PolicyScope,
     pub spec: PolicySpec,
+    /// `istio.io/dry-run: "true"`: evaluated and logged, never enforced.
+    pub dry_run: bool,
+    /// `metadata.creationTimestamp`: where several policies compete (PeerAuthentication), the
+    /// oldest wins, as in Istio.
+    pub created: Option<jiff::Timestamp>,
 }
 
 impl MeshPolicy {
