@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod controlplane;
 pub mod mesh;
 pub mod model;
 pub mod xds;
