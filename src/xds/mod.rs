@@ -4,5 +4,6 @@
 pub mod auth;
 pub mod proto;
 pub mod resource;
+pub mod server;
 
 pub use self::resource::{Resource, ResourceUpdate};
