@@ -2,6 +2,7 @@
 //! server the control plane runs and the client ztunnel runs.
 
 pub mod auth;
+pub mod client;
 pub mod proto;
 pub mod resource;
 pub mod server;
