@@ -8,6 +8,9 @@ use std::time::Instant;
 use super::cache::{CacheState, Changes, Entry, TypeState};
 use super::status::{SubscriptionStatus, TypeStatus, VersionNonce};
 
+#[cfg(test)]
+mod tests;
+
 /// Nonces remembered per type to find the version an ACK refers to.
 const NONCES_KEPT: usize = 16;
 
