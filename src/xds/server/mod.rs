@@ -36,6 +36,9 @@ use crate::xds::proto::discovery::aggregated_discovery_service_server::{
 use crate::xds::proto::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use crate::xds::proto::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
 
+/// Largest request accepted from a client.
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     /// Type URLs served; requests for others are logged once per stream and ignored.
@@ -94,7 +97,10 @@ impl Server {
 
     /// The gRPC service to mount, e.g. with `tonic::transport::Server::add_service`.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsService> {
+        // A reconnecting client of a large mesh lists every resource it has in its first
+        // request (`initial_resource_versions`): more than tonic's 4 MiB default.
         AggregatedDiscoveryServiceServer::new(AdsService { shared: self.shared.clone() })
+            .max_decoding_message_size(MAX_REQUEST)
     }
 
     pub fn cache(&self) -> &Arc<Cache> {
