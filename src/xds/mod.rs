@@ -2,7 +2,9 @@
 //! server the control plane runs and the client ztunnel runs.
 
 pub mod auth;
+pub mod client;
 pub mod proto;
 pub mod resource;
+pub mod server;
 
 pub use self::resource::{Resource, ResourceUpdate};
