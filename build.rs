@@ -38,6 +38,17 @@ const PROTOS: &[&str] = &[
     "proto/istio/ca.proto",
 ];
 
+const SERDE_IP: &str = "#[serde(serialize_with = \"crate::xds::proto::json::ip\")]";
+const SERDE_IPS: &str = "#[serde(serialize_with = \"crate::xds::proto::json::ips\")]";
+
+fn serde_enum(path: &str) -> String {
+    format!("#[serde(serialize_with = \"crate::xds::proto::json::enum_name::<crate::xds::proto::{path}, _>\")]")
+}
+
+fn serde_enums(path: &str) -> String {
+    format!("#[serde(serialize_with = \"crate::xds::proto::json::enum_names::<crate::xds::proto::{path}, _>\")]")
+}
+
 fn compile_protos() {
     println!("cargo:rerun-if-changed=proto");
     let descriptors = match protox::compile(PROTOS, ["proto"]) {
@@ -52,6 +63,31 @@ fn compile_protos() {
         // once is then shared by every client's response without copying.
         .compile_well_known_types(true)
         .bytes(".google.protobuf.Any.value")
+        // JSON for the debug endpoints: IPs as text and enums by name, not raw numbers.
+        .type_attribute(".istio", "#[derive(serde::Serialize)]")
+        .type_attribute(".google.protobuf", "#[derive(serde::Serialize)]")
+        .field_attribute(".istio.workload.Workload.addresses", SERDE_IPS)
+        .field_attribute(".istio.workload.NetworkAddress.address", SERDE_IP)
+        .field_attribute(".istio.security.Address.address", SERDE_IP)
+        .field_attribute(".istio.workload.Workload.tunnel_protocol", &serde_enum("workload::TunnelProtocol"))
+        .field_attribute(".istio.workload.Workload.status", &serde_enum("workload::WorkloadStatus"))
+        .field_attribute(".istio.workload.Workload.workload_type", &serde_enum("workload::WorkloadType"))
+        .field_attribute(".istio.workload.Workload.network_mode", &serde_enum("workload::NetworkMode"))
+        .field_attribute(".istio.workload.Service.ip_families", &serde_enum("workload::IpFamilies"))
+        .field_attribute(".istio.workload.Service.visibility", &serde_enum("workload::service::Visibility"))
+        .field_attribute(".istio.workload.Port.app_protocol", &serde_enum("workload::AppProtocol"))
+        .field_attribute(".istio.workload.LoadBalancing.mode", &serde_enum("workload::load_balancing::Mode"))
+        .field_attribute(
+            ".istio.workload.LoadBalancing.health_policy",
+            &serde_enum("workload::load_balancing::HealthPolicy"),
+        )
+        .field_attribute(
+            ".istio.workload.LoadBalancing.routing_preference",
+            &serde_enums("workload::load_balancing::Scope"),
+        )
+        .field_attribute(".istio.workload.ApplicationTunnel.protocol", &serde_enum("workload::application_tunnel::Protocol"))
+        .field_attribute(".istio.security.Authorization.scope", &serde_enum("security::Scope"))
+        .field_attribute(".istio.security.Authorization.action", &serde_enum("security::Action"))
         .compile_fds(descriptors)
         .expect("generating code from the protocol files");
 }

@@ -38,9 +38,57 @@ pub struct ControlplaneArgs {
     /// Debug and metrics listen address.
     #[arg(long, env = "AMBIENT_DEBUG_LISTEN", default_value = "127.0.0.1:15014")]
     pub debug_address: String,
-    /// Where to keep state that must survive restarts (CA key, in files mode).
+    /// Where to keep state that must survive restarts: the generated CA root, in files mode.
     #[arg(long, env = "AMBIENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The CA's signing certificate (PEM): a root, or an intermediate (plug-in CA).
+    #[arg(long, env = "AMBIENT_CA_CERT", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key of --ca-cert (PEM).
+    #[arg(long, env = "AMBIENT_CA_KEY", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// Certificates between --ca-cert and the root (PEM, in order), for an intermediate CA.
+    #[arg(long, env = "AMBIENT_CA_CHAIN", requires = "ca_cert")]
+    pub ca_chain: Option<PathBuf>,
+    /// The root certificate (PEM) when --ca-cert is an intermediate and --ca-chain lacks it.
+    #[arg(long, env = "AMBIENT_CA_ROOT", requires = "ca_cert")]
+    pub ca_root: Option<PathBuf>,
+    /// Kube mode: the Secret (in the root namespace) that keeps the generated CA root.
+    #[arg(long, env = "AMBIENT_CA_SECRET", default_value = "ambient-ca")]
+    pub ca_secret: String,
+    /// Lifetime of workload certificates when the request names none (s, m, h or d).
+    #[arg(long, env = "AMBIENT_CERT_TTL", default_value = "24h", value_parser = parse_ttl)]
+    pub cert_ttl: std::time::Duration,
+    /// Longest workload certificate lifetime granted (s, m, h or d).
+    #[arg(long, env = "AMBIENT_MAX_CERT_TTL", default_value = "90d", value_parser = parse_ttl)]
+    pub max_cert_ttl: std::time::Duration,
+    /// Files mode: the tokens that authenticate callers, one per line:
+    /// `<token> <namespace>/<serviceaccount> [node=<node>] [pod=<pod>]`.
+    #[arg(long, env = "AMBIENT_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Service accounts (`namespace/name`, comma separated) trusted to request certificates for
+    /// pods on their own node [default: istio-system/ztunnel and <root-namespace>/ztunnel].
+    #[arg(long, env = "AMBIENT_TRUSTED_NODE_ACCOUNTS", value_delimiter = ',')]
+    pub trusted_node_accounts: Vec<String>,
+    /// Extra DNS names or IPs for the xDS endpoint's certificate (repeatable).
+    #[arg(long = "server-name", value_name = "NAME")]
+    pub server_names: Vec<String>,
+    /// Cluster name in workload uids (`<cluster>//Pod/<ns>/<name>`).
+    #[arg(long, env = "AMBIENT_CLUSTER_ID", default_value = "Kubernetes")]
+    pub cluster_id: String,
+    /// DNS suffix of service hostnames.
+    #[arg(long, env = "AMBIENT_DOMAIN_SUFFIX", default_value = "cluster.local")]
+    pub domain_suffix: String,
+    /// Kubernetes context (kube mode).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Kubeconfig file (kube mode; default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    crate::controlplane::ca::parse_duration(text)
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 pub mod analyze;
 pub mod completions;
 pub mod components;
+pub mod controlplane;
 pub mod install;
 pub mod local;
 pub mod logging;
@@ -95,7 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(cmd) => local::run(cmd),
         Command::Completions(args) => completions::run(args),
         Command::Version(args) => version::run(args),
-        Command::Controlplane(_) => not_implemented("controlplane"),
+        Command::Controlplane(args) => controlplane::run(args),
         Command::Ztunnel(_) => not_implemented("ztunnel"),
         Command::Cni(args) => components::run_cni(args),
     }

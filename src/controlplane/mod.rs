@@ -2,3 +2,7 @@
 //! certificates.
 
 pub mod translate;
+pub mod debug;
+mod registryz;
+mod config_dump;
+pub mod run;

@@ -48,3 +48,80 @@ pub const AUTHORIZATION_TYPE: &str = "type.googleapis.com/istio.security.Authori
 pub fn to_any(type_url: &str, message: &impl prost::Message) -> Any {
     Any { type_url: type_url.to_string(), value: message.encode_to_vec().into() }
 }
+
+/// Serializers the generated types use (see build.rs) so their JSON reads like Istio's.
+pub(crate) mod json {
+    use std::net::IpAddr;
+
+    use serde::Serializer;
+    use serde::ser::SerializeSeq;
+
+    fn ip_text(bytes: &[u8]) -> String {
+        match bytes.len() {
+            4 => IpAddr::from(<[u8; 4]>::try_from(bytes).expect("4 bytes")).to_string(),
+            16 => IpAddr::from(<[u8; 16]>::try_from(bytes).expect("16 bytes")).to_string(),
+            0 => String::new(),
+            _ => format!("invalid address {bytes:?}"),
+        }
+    }
+
+    pub fn ip<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&ip_text(bytes))
+    }
+
+    pub fn ips<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(list.len()))?;
+        for bytes in list {
+            seq.serialize_element(&ip_text(bytes))?;
+        }
+        seq.end()
+    }
+
+    /// A protobuf enum field by its name (`HBONE`), or its number when unknown.
+    pub trait ProtoEnum: TryFrom<i32> {
+        fn name(self) -> &'static str;
+    }
+
+    fn enum_text<E: ProtoEnum>(value: i32) -> String {
+        E::try_from(value).map_or_else(|_| value.to_string(), |e| e.name().to_string())
+    }
+
+    pub fn enum_name<E: ProtoEnum, S: Serializer>(value: &i32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&enum_text::<E>(*value))
+    }
+
+    pub fn enum_names<E: ProtoEnum, S: Serializer>(values: &[i32], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(values.len()))?;
+        for value in values {
+            seq.serialize_element(&enum_text::<E>(*value))?;
+        }
+        seq.end()
+    }
+
+    macro_rules! proto_enums {
+        ($($ty:path),* $(,)?) => {
+            $(impl ProtoEnum for $ty {
+                fn name(self) -> &'static str {
+                    self.as_str_name()
+                }
+            })*
+        };
+    }
+
+    use super::{security, workload};
+    proto_enums!(
+        workload::TunnelProtocol,
+        workload::WorkloadStatus,
+        workload::WorkloadType,
+        workload::NetworkMode,
+        workload::IpFamilies,
+        workload::service::Visibility,
+        workload::AppProtocol,
+        workload::load_balancing::Mode,
+        workload::load_balancing::HealthPolicy,
+        workload::load_balancing::Scope,
+        workload::application_tunnel::Protocol,
+        security::Scope,
+        security::Action,
+    );
+}
