@@ -5,6 +5,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod controlplane;
 pub mod mesh;
 pub mod model;
+pub mod tls;
 pub mod xds;
