@@ -47,9 +47,30 @@ impl From<VerifyError> for rustls::Error {
             VerifyError::Chain(webpki::Error::CertNotValidYet { .. }) => C::NotValidYet,
             VerifyError::Chain(webpki::Error::InvalidSignatureForPublicKey) => C::BadSignature,
             VerifyError::Certificate(CertificateError::Parse(_)) => C::BadEncoding,
-            other => C::Other(rustls::OtherError(Arc::new(other))),
+            other => C::Other(rustls::OtherError(Arc::new(Readable(other)))),
         };
         rustls::Error::InvalidCertificate(kind)
+    }
+}
+
+/// rustls shows an `OtherError` with `Debug`; this shows the message instead.
+struct Readable(VerifyError);
+
+impl std::fmt::Debug for Readable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::fmt::Display for Readable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Readable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
