@@ -7,10 +7,12 @@
 //! - [`verify`]: [`TrustRoots`] and the SPIFFE verifiers: the chain is verified with webpki
 //!   against the roots first, then the identity in the URI SAN is matched;
 //! - [`config`]: rustls server and client configurations for the control plane's endpoint and
-//!   for workload mTLS.
+//!   for workload mTLS;
+//! - [`incoming`]: a TLS listener as a stream of connections for tonic.
 
 pub mod certificate;
 pub mod config;
+pub mod incoming;
 pub mod pem;
 pub mod verify;
 
@@ -26,6 +28,7 @@ pub use self::config::{
     ConfigError, control_plane_client_config, control_plane_server_config, workload_client_config,
     workload_server_config,
 };
+pub use self::incoming::tls_incoming;
 pub use self::pem::PemError;
 pub use self::verify::{SpiffeClientVerifier, SpiffeServerVerifier, TrustRoots, VerifyError};
 
