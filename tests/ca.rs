@@ -10,8 +10,8 @@ use ambient::config::files::FilesConfig;
 use ambient::config::{SourceConfig, start};
 use ambient::controlplane::auth::TokensAuthenticator;
 use ambient::controlplane::ca::{
-    CaError, CaMetrics, CaService, CaSource, IMPERSONATED_IDENTITY, IssuancePolicy,
-    ROOT_CERT_FILE, ROOT_KEY_FILE, SERVING_TTL, serving_names,
+    CaError, CaMetrics, CaService, CaSource, IMPERSONATED_IDENTITY, IssuancePolicy, ROOT_CERT_FILE, ROOT_KEY_FILE,
+    SERVING_TTL, serving_names,
 };
 use ambient::mesh::{Mesh, MeshConfig};
 use ambient::model::Identity;
@@ -106,13 +106,8 @@ impl Harness {
         let mut registry = Registry::default();
         let metrics = CaMetrics::register(&mut registry);
         let authenticator = Arc::new(TokensAuthenticator::from_file(state.join("tokens")).unwrap());
-        let service = CaService::new(
-            ca.clone(),
-            authenticator,
-            mesh,
-            IssuancePolicy::new(TRUST_DOMAIN, "istio-system"),
-            metrics,
-        );
+        let service =
+            CaService::new(ca.clone(), authenticator, mesh, IssuancePolicy::new(TRUST_DOMAIN, "istio-system"), metrics);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -124,8 +119,9 @@ impl Harness {
         // As Istio's ztunnel dials: by service name, trusting the published root file.
         let root_pem = std::fs::read_to_string(state.join("ca").join(ROOT_CERT_FILE)).unwrap();
         assert_eq!(root_pem, ca.root_pem());
-        let tls =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&root_pem)).domain_name("istiod.istio-system.svc");
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&root_pem))
+            .domain_name("istiod.istio-system.svc");
         let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
             .unwrap()
             .tls_config(tls)
@@ -243,7 +239,10 @@ async fn csr_asking_for_another_identity_than_requested_is_refused() {
     // The node proxy asks for web-1 but its CSR names db.
     let status = refused(harness.request(Some("ztunnel-node-1"), db, Some(web), 0).await.1);
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert!(status.message().contains("SAN URI:spiffe://cluster.local/ns/shop/sa/db is not the identity"), "{status:?}");
+    assert!(
+        status.message().contains("SAN URI:spiffe://cluster.local/ns/shop/sa/db is not the identity"),
+        "{status:?}"
+    );
 
     // A workload whose CSR names someone else.
     let status = refused(harness.request(Some("web-token"), db, None, 0).await.1);

@@ -89,11 +89,7 @@ pub fn spiffe_identity(cert: &CertificateDer<'_>) -> Result<Identity, Certificat
 pub fn not_after(cert: &CertificateDer<'_>) -> Result<SystemTime, CertificateError> {
     let cert = parse(cert.as_ref())?;
     let seconds = cert.validity().not_after.timestamp();
-    Ok(if seconds >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds as u64)
-    } else {
-        SystemTime::UNIX_EPOCH
-    })
+    Ok(if seconds >= 0 { SystemTime::UNIX_EPOCH + Duration::from_secs(seconds as u64) } else { SystemTime::UNIX_EPOCH })
 }
 
 /// A workload's certificate: its private key, its leaf (carrying its SPIFFE identity) and the

@@ -152,9 +152,10 @@ impl TrustRoots {
     /// Verifies a chain as a CA returns it (leaf first; intermediates; the root may be included
     /// and is then simply one more candidate issuer) and returns the leaf's identity.
     pub fn verify_issued(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<Identity, VerifyError> {
-        let (leaf, rest) = chain.split_first().ok_or(VerifyError::Certificate(CertificateError::Pem(
-            PemError::NoCertificate { origin: "chain".into() },
-        )))?;
+        let (leaf, rest) =
+            chain.split_first().ok_or(VerifyError::Certificate(CertificateError::Pem(PemError::NoCertificate {
+                origin: "chain".into(),
+            })))?;
         self.verify_identity(leaf, rest, now, KeyUsage::client_auth())
     }
 }

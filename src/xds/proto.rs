@@ -34,10 +34,10 @@ pub mod istio {
 }
 
 pub use self::envoy::service::discovery::v3 as discovery;
+pub use self::google::protobuf::Any;
 pub use self::istio::security;
 pub use self::istio::v1::auth as ca;
 pub use self::istio::workload;
-pub use self::google::protobuf::Any;
 
 /// Type URL of `istio.workload.Address` resources (workloads and services).
 pub const ADDRESS_TYPE: &str = "type.googleapis.com/istio.workload.Address";

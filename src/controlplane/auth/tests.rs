@@ -1,8 +1,8 @@
 use std::time::Duration;
 
+use ::kube::client::Body;
 use http::{Request, Response};
 use k8s_openapi::api::authentication::v1::TokenReview;
-use ::kube::client::Body;
 
 use super::*;
 use crate::xds::auth::{AuthError, Authenticator, Caller};

@@ -67,9 +67,9 @@ impl TokenTable {
             }
             let mut fields = content.split_whitespace();
             let token = fields.next().unwrap_or_default();
-            let account = fields
-                .next()
-                .ok_or_else(|| err("expected '<token> <namespace>/<service-account> [node=<node>] [pod=<pod>]'".into()))?;
+            let account = fields.next().ok_or_else(|| {
+                err("expected '<token> <namespace>/<service-account> [node=<node>] [pod=<pod>]'".into())
+            })?;
             let (namespace, service_account) = account
                 .split_once('/')
                 .ok_or_else(|| err(format!("{account:?} is not <namespace>/<service-account>")))?;

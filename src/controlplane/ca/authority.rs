@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rcgen::PublicKeyData as _;
 use rcgen::string::Ia5String;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
-use rcgen::PublicKeyData as _;
 use rustls::ServerConfig;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
 use time::OffsetDateTime;
@@ -198,8 +198,7 @@ impl CertificateAuthority {
         let issuer = Issuer::from_ca_cert_der(&signing, key)
             .map_err(|e| CaError::Certificate { origin: material.cert.origin.clone(), detail: e.to_string() })?;
         let root_pem = cert_to_pem(&root);
-        let roots = TrustRoots::new(&root_origin, vec![root])
-            .map_err(|e| CaError::Chain { detail: e.to_string() })?;
+        let roots = TrustRoots::new(&root_origin, vec![root]).map_err(|e| CaError::Chain { detail: e.to_string() })?;
         let ca = CertificateAuthority {
             issuer,
             chain: chain_der.iter().map(cert_to_pem).collect(),
@@ -216,7 +215,8 @@ impl CertificateAuthority {
     /// produce verifiable certificates fails at start rather than at its first client.
     fn self_check(&self) -> Result<(), CaError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(CaError::Generate)?;
-        let probe = Identity::new("ambient.check", "ca", "self-check").map_err(|e| CaError::Chain { detail: e.to_string() })?;
+        let probe =
+            Identity::new("ambient.check", "ca", "self-check").map_err(|e| CaError::Chain { detail: e.to_string() })?;
         let spki = SubjectPublicKeyInfo::from_der(&key.subject_public_key_info()).map_err(CaError::Sign)?;
         let chain = self.issue_der(&spki, &probe, Duration::from_secs(300))?;
         self.roots.verify_issued(&chain, UnixTime::now()).map_err(|e| CaError::Chain { detail: e.to_string() })?;
@@ -254,7 +254,7 @@ impl CertificateAuthority {
         identity: &Identity,
         ttl: Duration,
     ) -> Result<Vec<CertificateDer<'static>>, CaError> {
-        let uri = Ia5String::try_from(identity.to_string()).map_err(|e| CaError::Sign(e.into()))?;
+        let uri = Ia5String::try_from(identity.to_string()).map_err(CaError::Sign)?;
         let mut params = CertificateParams::default();
         // An empty subject: the SAN carries the identity, and is then marked critical.
         params.distinguished_name = DistinguishedName::new();

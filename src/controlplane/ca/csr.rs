@@ -19,7 +19,9 @@ pub enum CsrError {
     Parse(String),
     #[error("the CSR's signature does not verify with its own public key")]
     Signature,
-    #[error("the CSR has no subject alternative name: it must carry exactly one, the URI SAN of the SPIFFE ID asked for")]
+    #[error(
+        "the CSR has no subject alternative name: it must carry exactly one, the URI SAN of the SPIFFE ID asked for"
+    )]
     NoSan,
     #[error(
         "the CSR must carry exactly one subject alternative name, the URI SAN of the SPIFFE ID asked for; it has {}",

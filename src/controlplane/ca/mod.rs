@@ -55,11 +55,15 @@ pub enum CaError {
     Key { origin: String, detail: String },
     #[error("the key in {key} is not the key of the certificate in {cert}")]
     KeyMismatch { key: String, cert: String },
-    #[error("{origin}: the root certificate is not self-signed (give the root with --ca-root, or end --ca-chain with it)")]
+    #[error(
+        "{origin}: the root certificate is not self-signed (give the root with --ca-root, or end --ca-chain with it)"
+    )]
     RootNotSelfSigned { origin: String },
     #[error("certificates issued by this CA do not verify against its root: {detail}")]
     Chain { detail: String },
-    #[error("{present} exists but {missing} does not: the kept CA root is incomplete; restore it, or remove both to generate a new root (every workload certificate will change)")]
+    #[error(
+        "{present} exists but {missing} does not: the kept CA root is incomplete; restore it, or remove both to generate a new root (every workload certificate will change)"
+    )]
     Incomplete { present: PathBuf, missing: PathBuf },
     #[error("Secret {secret}: not a usable CA root: {detail}")]
     Secret { secret: String, detail: String },

@@ -14,9 +14,7 @@ use super::metrics::CaMetrics;
 use crate::mesh::Mesh;
 use crate::model::Identity;
 use crate::xds::auth::{AuthError, Authenticator, Caller, bearer_token};
-use crate::xds::proto::ca::istio_certificate_service_server::{
-    IstioCertificateService, IstioCertificateServiceServer,
-};
+use crate::xds::proto::ca::istio_certificate_service_server::{IstioCertificateService, IstioCertificateServiceServer};
 use crate::xds::proto::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use crate::xds::proto::google::protobuf::Struct;
 use crate::xds::proto::google::protobuf::value::Kind;
@@ -54,7 +52,8 @@ impl IssuancePolicy {
 
     /// The lifetime to grant for a request asking for `requested_seconds` (0 or less: none).
     pub fn ttl(&self, requested_seconds: i64) -> Duration {
-        let wanted = if requested_seconds > 0 { Duration::from_secs(requested_seconds as u64) } else { self.default_ttl };
+        let wanted =
+            if requested_seconds > 0 { Duration::from_secs(requested_seconds as u64) } else { self.default_ttl };
         wanted.min(self.max_ttl)
     }
 }
@@ -95,7 +94,8 @@ impl CaService {
             Err(e) => Err(e),
         };
         result.map_err(|error| {
-            let reason = if matches!(error, AuthError::Unavailable(_)) { "auth_unavailable" } else { "unauthenticated" };
+            let reason =
+                if matches!(error, AuthError::Unavailable(_)) { "auth_unavailable" } else { "unauthenticated" };
             warn!(%error, "certificate request not authenticated");
             self.refuse(reason, error.into())
         })

@@ -158,11 +158,9 @@ fn plug_in_pki(intermediate_ttl: Duration) -> (String, String, String) {
 #[test]
 fn plug_in_intermediate_serves_leaf_intermediate_root_and_caps_lifetimes() {
     let (root, intermediate, key) = plug_in_pki(Duration::from_secs(2 * 3600));
-    for (chain, root_file) in [
-        (Some(format!("{intermediate}{root}")), None),
-        (None, Some(root.clone())),
-        (Some(root.clone()), None),
-    ] {
+    for (chain, root_file) in
+        [(Some(format!("{intermediate}{root}")), None), (None, Some(root.clone())), (Some(root.clone()), None)]
+    {
         let ca = CertificateAuthority::new(&SigningMaterial {
             cert: PemSource::new("ca-cert.pem", intermediate.clone()),
             key: PemSource::new("ca-key.pem", key.clone()),
@@ -172,7 +170,8 @@ fn plug_in_intermediate_serves_leaf_intermediate_root_and_caps_lifetimes() {
         .unwrap();
         assert_eq!(ca.root_pem(), root);
         let (_, pem) = csr(vec![uri("spiffe://cluster.local/ns/a/sa/b")]);
-        let issued = ca.issue(&parse_csr(&pem).unwrap().spki, &id("spiffe://cluster.local/ns/a/sa/b"), DEFAULT_CERT_TTL);
+        let issued =
+            ca.issue(&parse_csr(&pem).unwrap().spki, &id("spiffe://cluster.local/ns/a/sa/b"), DEFAULT_CERT_TTL);
         let issued = issued.unwrap();
         assert_eq!(issued.len(), 3);
         assert_eq!(issued[1], intermediate);
@@ -317,10 +316,7 @@ fn authorization_own_identity_and_node_proxies_for_pods_on_their_node() {
     assert_eq!(check(&web, "spiffe://other.domain/ns/shop/sa/web").unwrap_err().reason(), "trust_domain");
 
     let ztunnel = caller("istio-system", "ztunnel", None, Some("node-1"));
-    assert_eq!(
-        check(&ztunnel, "spiffe://cluster.local/ns/shop/sa/web"),
-        Ok(Grant::OnBehalf { node: "node-1".into() })
-    );
+    assert_eq!(check(&ztunnel, "spiffe://cluster.local/ns/shop/sa/web"), Ok(Grant::OnBehalf { node: "node-1".into() }));
     let err = check(&ztunnel, "spiffe://cluster.local/ns/shop/sa/db").unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -353,7 +349,8 @@ fn root_in_state_dir_is_generated_once_kept_private_and_reused() {
     assert_eq!(first.root_pem(), second.root_pem());
 
     // A corrupt key is an error naming it, and nothing is replaced.
-    std::fs::write(ca_dir.join(ROOT_KEY_FILE), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(ca_dir.join(ROOT_KEY_FILE), "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        .unwrap();
     let err = load_or_create_in_dir(&ca_dir, "cluster.local").unwrap_err().to_string();
     assert!(err.contains("root-key.pem"), "{err}");
     assert_eq!(std::fs::read_to_string(ca_dir.join(ROOT_CERT_FILE)).unwrap(), first.root_pem());
@@ -386,7 +383,8 @@ fn secret_json(cert: &str, key: &str) -> serde_json::Value {
 #[tokio::test]
 async fn root_in_a_secret_is_created_if_absent_and_a_race_reads_the_winner() {
     let (cert, key) = generate_root("cluster.local").unwrap();
-    let (service, mut handle) = tower_test::mock::pair::<Request<::kube::client::Body>, Response<::kube::client::Body>>();
+    let (service, mut handle) =
+        tower_test::mock::pair::<Request<::kube::client::Body>, Response<::kube::client::Body>>();
     let client = ::kube::Client::new(service, "default");
     let server = tokio::spawn(async move {
         let path = "/api/v1/namespaces/istio-system/secrets";
@@ -414,7 +412,8 @@ async fn root_in_a_secret_is_created_if_absent_and_a_race_reads_the_winner() {
 
 #[tokio::test]
 async fn root_in_a_secret_is_generated_and_stored_when_absent() {
-    let (service, mut handle) = tower_test::mock::pair::<Request<::kube::client::Body>, Response<::kube::client::Body>>();
+    let (service, mut handle) =
+        tower_test::mock::pair::<Request<::kube::client::Body>, Response<::kube::client::Body>>();
     let client = ::kube::Client::new(service, "default");
     let server = tokio::spawn(async move {
         let (_, send) = handle.next_request().await.unwrap();
