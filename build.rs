@@ -69,25 +69,28 @@ fn compile_protos() {
         .field_attribute(".istio.workload.Workload.addresses", SERDE_IPS)
         .field_attribute(".istio.workload.NetworkAddress.address", SERDE_IP)
         .field_attribute(".istio.security.Address.address", SERDE_IP)
-        .field_attribute(".istio.workload.Workload.tunnel_protocol", &serde_enum("workload::TunnelProtocol"))
-        .field_attribute(".istio.workload.Workload.status", &serde_enum("workload::WorkloadStatus"))
-        .field_attribute(".istio.workload.Workload.workload_type", &serde_enum("workload::WorkloadType"))
-        .field_attribute(".istio.workload.Workload.network_mode", &serde_enum("workload::NetworkMode"))
-        .field_attribute(".istio.workload.Service.ip_families", &serde_enum("workload::IpFamilies"))
-        .field_attribute(".istio.workload.Service.visibility", &serde_enum("workload::service::Visibility"))
-        .field_attribute(".istio.workload.Port.app_protocol", &serde_enum("workload::AppProtocol"))
-        .field_attribute(".istio.workload.LoadBalancing.mode", &serde_enum("workload::load_balancing::Mode"))
+        .field_attribute(".istio.workload.Workload.tunnel_protocol", serde_enum("workload::TunnelProtocol"))
+        .field_attribute(".istio.workload.Workload.status", serde_enum("workload::WorkloadStatus"))
+        .field_attribute(".istio.workload.Workload.workload_type", serde_enum("workload::WorkloadType"))
+        .field_attribute(".istio.workload.Workload.network_mode", serde_enum("workload::NetworkMode"))
+        .field_attribute(".istio.workload.Service.ip_families", serde_enum("workload::IpFamilies"))
+        .field_attribute(".istio.workload.Service.visibility", serde_enum("workload::service::Visibility"))
+        .field_attribute(".istio.workload.Port.app_protocol", serde_enum("workload::AppProtocol"))
+        .field_attribute(".istio.workload.LoadBalancing.mode", serde_enum("workload::load_balancing::Mode"))
         .field_attribute(
             ".istio.workload.LoadBalancing.health_policy",
-            &serde_enum("workload::load_balancing::HealthPolicy"),
+            serde_enum("workload::load_balancing::HealthPolicy"),
         )
         .field_attribute(
             ".istio.workload.LoadBalancing.routing_preference",
-            &serde_enums("workload::load_balancing::Scope"),
+            serde_enums("workload::load_balancing::Scope"),
         )
-        .field_attribute(".istio.workload.ApplicationTunnel.protocol", &serde_enum("workload::application_tunnel::Protocol"))
-        .field_attribute(".istio.security.Authorization.scope", &serde_enum("security::Scope"))
-        .field_attribute(".istio.security.Authorization.action", &serde_enum("security::Action"))
+        .field_attribute(
+            ".istio.workload.ApplicationTunnel.protocol",
+            serde_enum("workload::application_tunnel::Protocol"),
+        )
+        .field_attribute(".istio.security.Authorization.scope", serde_enum("security::Scope"))
+        .field_attribute(".istio.security.Authorization.action", serde_enum("security::Action"))
         .compile_fds(descriptors)
         .expect("generating code from the protocol files");
 }

@@ -8,4 +8,5 @@ pub mod config;
 pub mod controlplane;
 pub mod mesh;
 pub mod model;
+pub mod tls;
 pub mod xds;

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // One TLS provider for the whole process (kube, tonic and our own configs), chosen before
+    // anything can pick one implicitly.
+    ambient::tls::install_default_provider();
     let cli = ambient::cli::Cli::parse();
     match ambient::cli::run(cli) {
         Ok(code) => code,

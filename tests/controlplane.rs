@@ -13,10 +13,10 @@ use ambient::xds::proto::discovery::DeltaDiscoveryRequest;
 use ambient::xds::proto::discovery::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use ambient::xds::proto::workload::{Address, address};
 use ambient::xds::proto::{ADDRESS_TYPE, AUTHORIZATION_TYPE};
+use futures::StreamExt;
 use support::*;
 
 const STATIC_STRICT: &str = "istio-system/istio_converted_static_strict";
-
 
 #[tokio::test]
 async fn full_state_on_connect() {
@@ -38,7 +38,8 @@ async fn full_state_on_connect() {
 async fn a_file_edit_sends_only_the_delta_and_a_delete_sends_removals() {
     let f = Fixture::start(&[("mesh.yaml", MESH), ("policy.yaml", POLICY)]).await;
     let recorder = Arc::new(Recorder::default());
-    let client = f.client("node-a", vec![recorded(ADDRESS_TYPE, &recorder), Subscription::wildcard(AUTHORIZATION_TYPE)]);
+    let client =
+        f.client("node-a", vec![recorded(ADDRESS_TYPE, &recorder), Subscription::wildcard(AUTHORIZATION_TYPE)]);
     wait_for(&client, "the full state", |c| c.get(ADDRESS_TYPE, WEB_SERVICE).is_some()).await;
     recorder.take();
 
@@ -56,7 +57,8 @@ async fn a_file_edit_sends_only_the_delta_and_a_delete_sends_removals() {
     std::fs::remove_file(f.path("second.yaml")).unwrap();
     std::fs::remove_file(f.path("policy.yaml")).unwrap();
     wait_for(&client, "the removals", |c| {
-        c.get(ADDRESS_TYPE, "Kubernetes//Pod/shop/web-2").is_none() && c.get(AUTHORIZATION_TYPE, "shop/allow-shop").is_none()
+        c.get(ADDRESS_TYPE, "Kubernetes//Pod/shop/web-2").is_none()
+            && c.get(AUTHORIZATION_TYPE, "shop/allow-shop").is_none()
     })
     .await;
     let (_, removals) = recorder.take();
@@ -78,7 +80,8 @@ async fn a_broken_edit_keeps_the_last_good_state() {
 #[tokio::test]
 async fn on_demand_by_address_and_by_name() {
     let f = Fixture::start(&[("mesh.yaml", MESH)]).await;
-    let client = f.client("node-a", vec![Subscription::on_demand(ADDRESS_TYPE), Subscription::wildcard(AUTHORIZATION_TYPE)]);
+    let client =
+        f.client("node-a", vec![Subscription::on_demand(ADDRESS_TYPE), Subscription::wildcard(AUTHORIZATION_TYPE)]);
     let by_ip = tokio::time::timeout(WAIT, client.demand(ADDRESS_TYPE, "/10.0.0.5")).await.unwrap().unwrap();
     assert_eq!(by_ip.expect("the pod's IP resolves").name, WEB_UID);
     let by_vip = tokio::time::timeout(WAIT, client.demand(ADDRESS_TYPE, "/10.96.0.10")).await.unwrap().unwrap();
@@ -90,9 +93,9 @@ async fn on_demand_by_address_and_by_name() {
     // A demanded resource keeps receiving updates.
     f.write("mesh.yaml", &MESH.replace("{app: web}}\nspec", "{app: web, version: v9}}\nspec"));
     wait_for(&client, "the update of a demanded workload", |c| {
-        c.get(ADDRESS_TYPE, WEB_UID).and_then(|r| r.decode::<Address>().ok()).is_some_and(|a| {
-            matches!(a.r#type, Some(address::Type::Workload(w)) if w.canonical_revision == "v9")
-        })
+        c.get(ADDRESS_TYPE, WEB_UID)
+            .and_then(|r| r.decode::<Address>().ok())
+            .is_some_and(|a| matches!(a.r#type, Some(address::Type::Workload(w)) if w.canonical_revision == "v9"))
     })
     .await;
 }
@@ -102,7 +105,8 @@ async fn a_nack_is_recorded_and_not_answered_with_a_resend() {
     let f = Fixture::start(&[("mesh.yaml", MESH), ("policy.yaml", POLICY)]).await;
     let recorder = Arc::new(Recorder::default());
     *recorder.reject.lock().unwrap() = Some("shop/allow-shop".to_string());
-    let client = f.client("node-a", vec![Subscription::wildcard(ADDRESS_TYPE), recorded(AUTHORIZATION_TYPE, &recorder)]);
+    let client =
+        f.client("node-a", vec![Subscription::wildcard(ADDRESS_TYPE), recorded(AUTHORIZATION_TYPE, &recorder)]);
     wait_for(&client, "the NACK", |c| c.status().borrow().nacks >= 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (upserts, _) = recorder.take();
@@ -113,12 +117,16 @@ async fn a_nack_is_recorded_and_not_answered_with_a_resend() {
     let text = status.to_string();
     assert!(text.contains("rejected by the test"), "syncz shows the client's error: {text}");
     let (_, metrics) = get(f.controlplane.debug_address, "/metrics").await;
-    let nacks = metrics.lines().find(|l| l.starts_with("ambient_controlplane_xds_nacks_total{") && l.contains("Authorization"));
+    let nacks =
+        metrics.lines().find(|l| l.starts_with("ambient_controlplane_xds_nacks_total{") && l.contains("Authorization"));
     assert!(nacks.is_some_and(|l| l.ends_with(" 1")), "NACK counted: {nacks:?}");
 
     // A change of the rejected policy is sent again.
     f.write("policy.yaml", &POLICY.replace("namespaces: [shop]", "namespaces: [shop, other]"));
-    wait_for(&client, "the changed policy", |_| recorder.upserts.lock().unwrap().iter().any(|n| n == "shop/allow-shop")).await;
+    wait_for(&client, "the changed policy", |_| {
+        recorder.upserts.lock().unwrap().iter().any(|n| n == "shop/allow-shop")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -130,9 +138,9 @@ async fn a_reconnecting_client_gets_a_consistent_state() {
     let streams = client.status().borrow().streams;
 
     // The control plane goes away; while it is down the policy is deleted and a pod added.
-    let Fixture { dir, mut controlplane } = f;
-    controlplane.stop();
-    drop(controlplane);
+    let Fixture { dir, controlplane } = f;
+    let root = controlplane.root_cert_pem.clone();
+    controlplane.shutdown().await;
     std::fs::remove_file(dir.path().join("config/policy.yaml")).unwrap();
     std::fs::write(
         dir.path().join("config/new.yaml"),
@@ -147,29 +155,30 @@ async fn a_reconnecting_client_gets_a_consistent_state() {
     })
     .await;
     assert_eq!(names(&client, ADDRESS_TYPE), vec!["Kubernetes//Pod/shop/new", WEB_UID, WEB_SERVICE]);
-    assert_eq!(restarted.root_cert_pem.len() > 0, true);
+    assert_eq!(restarted.root_cert_pem, root, "the CA root is kept across restarts");
 }
 
 #[tokio::test]
 async fn a_stuck_client_does_not_delay_others() {
     let f = Fixture::start(&[("mesh.yaml", MESH)]).await;
     // A client that subscribes and then never reads a response.
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{}", f.controlplane.xds_address.port()))
-        .unwrap()
-        .tls_config(
-            tonic::transport::ClientTlsConfig::new()
-                .ca_certificate(tonic::transport::Certificate::from_pem(&f.controlplane.root_cert_pem))
-                .domain_name("localhost"),
-        )
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let (requests, stream) = tokio::sync::mpsc::channel(4);
-    for type_url in [ADDRESS_TYPE, AUTHORIZATION_TYPE] {
-        requests.send(DeltaDiscoveryRequest { type_url: type_url.to_string(), ..Default::default() }).await.unwrap();
-    }
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(stream));
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{}", f.controlplane.xds_address.port()))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&f.controlplane.root_cert_pem))
+                    .domain_name("localhost"),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let subscribe = [ADDRESS_TYPE, AUTHORIZATION_TYPE]
+        .map(|type_url| DeltaDiscoveryRequest { type_url: type_url.to_string(), ..Default::default() });
+    // Subscribes, then neither sends nor reads anything more.
+    let requests = futures::stream::iter(subscribe).chain(futures::stream::pending());
+    let mut request = tonic::Request::new(requests);
     request.metadata_mut().insert("authorization", "Bearer ztunnel-b".parse().unwrap());
     let stuck = AggregatedDiscoveryServiceClient::new(channel).delta_aggregated_resources(request).await.unwrap();
 
@@ -219,8 +228,67 @@ async fn debug_endpoints() {
     assert_eq!(registry["workloads"][0]["identity"], "spiffe://cluster.local/ns/shop/sa/web");
 
     let (_, metrics) = get(debug, "/metrics").await;
-    for name in ["ambient_controlplane_xds_connected_clients", "ambient_controlplane_xds_pushes_total", "ambient_controlplane_xds_push_latency_seconds"] {
+    for name in [
+        "ambient_controlplane_xds_connected_clients",
+        "ambient_controlplane_xds_pushes_total",
+        "ambient_controlplane_xds_push_latency_seconds",
+    ] {
         assert!(metrics.contains(name), "metric {name} missing from:\n{metrics}");
     }
     assert_eq!(get(debug, "/nope").await.0, 404);
+}
+
+/// The CA on the xDS port, as Istio's ztunnel calls it: a node proxy asks for the identity of a
+/// pod on its node (granted) and of a pod elsewhere (refused).
+#[tokio::test]
+async fn the_ca_shares_the_xds_endpoint_and_checks_the_node() {
+    use ambient::xds::proto::ca::IstioCertificateRequest;
+    use ambient::xds::proto::ca::istio_certificate_service_client::IstioCertificateServiceClient;
+    use ambient::xds::proto::google::protobuf::{Struct, Value, value::Kind};
+
+    let f = Fixture::start(&[("mesh.yaml", MESH)]).await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", f.controlplane.xds_address.port()))
+            .unwrap()
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(&f.controlplane.root_cert_pem)),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let client = IstioCertificateServiceClient::new(channel);
+    let web = "spiffe://cluster.local/ns/shop/sa/web";
+    let request = |token: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.subject_alt_names = vec![rcgen::SanType::URI(web.try_into().unwrap())];
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let metadata = Struct {
+            fields: [("ImpersonatedIdentity".to_string(), Value { kind: Some(Kind::StringValue(web.to_string())) })]
+                .into(),
+        };
+        let mut request =
+            tonic::Request::new(IstioCertificateRequest { csr, validity_duration: 0, metadata: Some(metadata) });
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let chain = client
+        .clone()
+        .create_certificate(request("ztunnel-a"))
+        .await
+        .expect("node-a's ztunnel is granted")
+        .into_inner();
+    assert_eq!(chain.cert_chain.len(), 2, "leaf then root");
+    assert_eq!(chain.cert_chain[1].trim(), f.controlplane.root_cert_pem.trim(), "the root comes last");
+    let leaf = ambient::tls::pem::parse_certs("leaf", chain.cert_chain[0].as_bytes()).unwrap();
+    assert_eq!(ambient::tls::spiffe_identity(&leaf[0]).unwrap().to_string(), web);
+
+    let refused =
+        client.clone().create_certificate(request("ztunnel-b")).await.expect_err("node-b's ztunnel is refused");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let (_, metrics) = get(f.controlplane.debug_address, "/metrics").await;
+    assert!(metrics.contains("ambient_controlplane_ca_certificates_refused_total{reason="), "{metrics}");
 }

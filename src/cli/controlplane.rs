@@ -17,13 +17,15 @@ use crate::mesh::MeshConfig;
 /// Reads a listen address: `host:port`, `[v6]:port`, or `:port` for every interface.
 fn listen_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
     let text = if text.starts_with(':') { format!("[::]{text}") } else { text.to_string() };
-    let mut addresses = text.to_socket_addrs().with_context(|| format!("{flag} {text:?} is not a host:port address"))?;
+    let mut addresses =
+        text.to_socket_addrs().with_context(|| format!("{flag} {text:?} is not a host:port address"))?;
     addresses.next().with_context(|| format!("{flag} {text:?} resolves to no address"))
 }
 
 fn config(args: ControlplaneArgs) -> anyhow::Result<ControlplaneConfig> {
-    let mesh = MeshConfig::new(&args.trust_domain, &args.root_namespace)
-        .with_context(|| format!("--trust-domain {:?} / --root-namespace {:?}", args.trust_domain, args.root_namespace))?;
+    let mesh = MeshConfig::new(&args.trust_domain, &args.root_namespace).with_context(|| {
+        format!("--trust-domain {:?} / --root-namespace {:?}", args.trust_domain, args.root_namespace)
+    })?;
     let source = match args.config_source {
         ConfigSourceKind::Files => SourceConfig::Files(FilesConfig::new(args.config.clone())),
         ConfigSourceKind::Kube => {
@@ -81,13 +83,14 @@ pub fn run(args: ControlplaneArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let controlplane = start(config).await?;
+        let mut controlplane = start(config).await?;
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             result = controlplane.wait() => result?,
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate.recv() => tracing::info!("terminated; stopping"),
         }
+        controlplane.shutdown().await;
         Ok(ExitCode::SUCCESS)
     })
 }

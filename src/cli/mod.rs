@@ -74,7 +74,7 @@ pub enum Command {
 
     // Component entrypoints (what the container images run).
     /// Run the control plane: xDS server and certificate authority.
-    Controlplane(components::ControlplaneArgs),
+    Controlplane(Box<components::ControlplaneArgs>),
     /// Run the per-node L4 proxy.
     Ztunnel(components::ZtunnelArgs),
     /// Run the CNI node agent (or, as `cni plugin`, the CNI plugin).
@@ -96,7 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(cmd) => local::run(cmd),
         Command::Completions(args) => completions::run(args),
         Command::Version(args) => version::run(args),
-        Command::Controlplane(args) => controlplane::run(args),
+        Command::Controlplane(args) => controlplane::run(*args),
         Command::Ztunnel(_) => not_implemented("ztunnel"),
         Command::Cni(args) => components::run_cni(args),
     }

@@ -31,8 +31,8 @@ pub fn view(cache: &Cache) -> Value {
 
 fn decode(type_url: &str, body: &bytes::Bytes) -> Value {
     let decoded = match type_url {
-        ADDRESS_TYPE => Address::decode(body.clone()).map(|m| serde_json::to_value(m)),
-        _ => Authorization::decode(body.clone()).map(|m| serde_json::to_value(m)),
+        ADDRESS_TYPE => Address::decode(body.clone()).map(serde_json::to_value),
+        _ => Authorization::decode(body.clone()).map(serde_json::to_value),
     };
     match decoded {
         Ok(Ok(value)) => value,

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc, watch};
-use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
 use super::auth::{ISTIO_CA_AUDIENCE, TokenReviewAuthenticator, TokensAuthenticator, TokensError};
@@ -24,8 +22,8 @@ use crate::xds::server::{Cache, Server, XdsMetrics};
 
 /// Lifetime of the control plane's own serving certificate; it is issued anew at every start.
 const SERVING_CERT_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-/// TLS handshakes that may be in progress at once before new connections wait.
-const HANDSHAKE_QUEUE: usize = 128;
+/// How long a shutdown waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Everything `ambient controlplane` needs, parsed and checked.
 #[derive(Debug)]
@@ -55,10 +53,18 @@ pub struct CaConfig {
 /// Where the CA's root comes from; the kube client is made at start.
 #[derive(Debug, Clone)]
 pub enum CaRootSource {
-    Files { cert: PathBuf, key: PathBuf, chain: Option<PathBuf>, root: Option<PathBuf> },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+        chain: Option<PathBuf>,
+        root: Option<PathBuf>,
+    },
     StateDir(PathBuf),
     /// The Secret `<namespace>/<name>`.
-    Secret { namespace: String, name: String },
+    Secret {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// Why the control plane stopped.
@@ -88,23 +94,35 @@ pub struct Controlplane {
     pub ready: watch::Receiver<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     serve: tokio::task::JoinHandle<Result<(), ControlplaneError>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     _source: config::Source,
 }
 
 impl Controlplane {
     /// Waits until the xDS endpoint fails (it does not stop on its own).
-    pub async fn wait(mut self) -> Result<(), ControlplaneError> {
-        let result = match (&mut self.serve).await {
+    pub async fn wait(&mut self) -> Result<(), ControlplaneError> {
+        match (&mut self.serve).await {
             Ok(result) => result,
             Err(e) if e.is_cancelled() => Ok(()),
             Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        self.stop();
-        result
+        }
     }
 
-    pub fn stop(&mut self) {
-        self.serve.abort();
+    /// Stops serving: ends every xDS stream (clients reconnect elsewhere or later), closes the
+    /// connections and the listeners, and stops the background tasks.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.serve).await.is_err() {
+            warn!("connections did not close in time; dropping them");
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        // Streams never end on their own; tonic's graceful shutdown waits for them.
+        self.server.close_connections();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
         for task in &self.tasks {
             task.abort();
         }
@@ -113,7 +131,7 @@ impl Controlplane {
 
 impl Drop for Controlplane {
     fn drop(&mut self) {
-        self.stop();
+        self.begin_shutdown();
     }
 }
 
@@ -141,10 +159,9 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
     let serving = authority.serving_certificate(&names, SERVING_CERT_TTL)?;
 
     let authenticator: Option<Arc<dyn Authenticator>> = match (&kube_client, &config.tokens_file) {
-        (Some(client), _) => Some(Arc::new(TokenReviewAuthenticator::new(
-            client.clone(),
-            vec![ISTIO_CA_AUDIENCE.to_string()],
-        ))),
+        (Some(client), _) => {
+            Some(Arc::new(TokenReviewAuthenticator::new(client.clone(), vec![ISTIO_CA_AUDIENCE.to_string()])))
+        }
         (None, Some(path)) => Some(Arc::new(TokensAuthenticator::from_file(path.clone())?)),
         (None, None) => {
             warn!("no --tokens-file: xDS is served to any caller and every certificate request is refused");
@@ -153,7 +170,7 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
     };
 
     let mut registry = Registry::default();
-    let xds_metrics = XdsMetrics::register(registry.sub_registry_with_prefix("ambient_controlplane"));
+    let xds_metrics = XdsMetrics::register(registry.sub_registry_with_prefix("ambient_controlplane_xds"));
     let ca_metrics = CaMetrics::register(registry.sub_registry_with_prefix("ambient_controlplane"));
 
     let source = config::start(config.source).await?;
@@ -193,12 +210,11 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
         address: config.xds_address,
         source,
     })?;
-    let debug_listener =
-        debug::bind(config.debug_address).await.map_err(|source| ControlplaneError::Listen {
-            what: "debug",
-            address: config.debug_address,
-            source,
-        })?;
+    let debug_listener = debug::bind(config.debug_address).await.map_err(|source| ControlplaneError::Listen {
+        what: "debug",
+        address: config.debug_address,
+        source,
+    })?;
     let debug_address = debug_listener.local_addr().map_err(|source| ControlplaneError::Listen {
         what: "debug",
         address: config.debug_address,
@@ -220,16 +236,18 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
     };
     tasks.push(tokio::spawn(debug::serve(debug_listener, sources)));
 
-    let tls = TlsAcceptor::from(serving.server_config()?);
-    let (incoming_tx, incoming_rx) = mpsc::channel(HANDSHAKE_QUEUE);
-    tasks.push(tokio::spawn(accept_tls(xds_listener, tls, incoming_tx)));
+    let incoming = crate::tls::tls_incoming(xds_listener, serving.server_config()?);
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(server.service())
         .add_service(ca_service.into_server());
+    let (shutdown, stopping) = tokio::sync::oneshot::channel::<()>();
     let serve = tokio::spawn(async move {
-        router.serve_with_incoming(ReceiverStream::new(incoming_rx)).await.map_err(ControlplaneError::from)
+        let stopping = async {
+            let _ = stopping.await;
+        };
+        router.serve_with_incoming_shutdown(incoming, stopping).await.map_err(ControlplaneError::from)
     });
     info!(%xds_address, %debug_address, "control plane listening (xDS and CA over TLS; debug over plain HTTP)");
 
@@ -242,39 +260,9 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
         ready,
         tasks,
         serve,
+        shutdown: Some(shutdown),
         _source: source,
     })
-}
-
-/// Accepts TCP connections and completes their TLS handshakes off the accept loop, so a slow or
-/// silent client holds up nobody. Failed handshakes are logged, not fatal.
-async fn accept_tls(
-    listener: TcpListener,
-    tls: TlsAcceptor,
-    incoming: mpsc::Sender<Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                warn!(%error, "xDS endpoint: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let tls = tls.clone();
-        let incoming = incoming.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(10), tls.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let _ = incoming.send(Ok(stream)).await;
-                }
-                Ok(Err(error)) => warn!(%peer, %error, "xDS endpoint: TLS handshake failed"),
-                Err(_) => warn!(%peer, "xDS endpoint: TLS handshake timed out"),
-            }
-        });
-    }
 }
 
 /// Keeps the xDS cache equal to the translation of the mesh index: the full state first, then

@@ -1,0 +1,47 @@
+//! Certificates and TLS, shared by the control plane and the node proxies.
+//!
+//! - [`provider`]: the one rustls crypto provider (aws-lc-rs), passed explicitly everywhere;
+//! - [`pem`]: reading certificates and keys from PEM text or files, errors naming the source;
+//! - [`certificate`]: a [`WorkloadCertificate`] (key, leaf, chain) and the SPIFFE identity of a
+//!   leaf (its one URI SAN);
+//! - [`verify`]: [`TrustRoots`] and the SPIFFE verifiers: the chain is verified with webpki
+//!   against the roots first, then the identity in the URI SAN is matched;
+//! - [`config`]: rustls server and client configurations for the control plane's endpoint and
+//!   for workload mTLS;
+//! - [`incoming`]: a TLS listener as a stream of connections for tonic.
+
+pub mod certificate;
+pub mod config;
+pub mod incoming;
+pub mod pem;
+pub mod verify;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::crypto::CryptoProvider;
+
+pub use self::certificate::{CertificateError, WorkloadCertificate, spiffe_identity, uri_sans};
+pub use self::config::{
+    ConfigError, control_plane_client_config, control_plane_server_config, workload_client_config,
+    workload_server_config,
+};
+pub use self::incoming::tls_incoming;
+pub use self::pem::PemError;
+pub use self::verify::{SpiffeClientVerifier, SpiffeServerVerifier, TrustRoots, VerifyError};
+
+/// The crypto provider every TLS configuration of this crate uses: aws-lc-rs, with its default
+/// key exchange groups (X25519MLKEM768 first).
+pub fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
+}
+
+/// Installs [`provider`] as the process default, for libraries that build their own rustls
+/// configurations from the default (the Kubernetes client). Call once at start; a provider
+/// already installed is kept.
+pub fn install_default_provider() {
+    let _ = CryptoProvider::install_default(provider().as_ref().clone());
+}
