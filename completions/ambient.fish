@@ -261,7 +261,21 @@ complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l trust-d
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l root-namespace -d 'Namespace whose policies apply mesh-wide' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l xds-address -d 'xDS and CA listen address (TLS)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l debug-address -d 'Debug and metrics listen address' -r
-complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l state-dir -d 'Where to keep state that must survive restarts (CA key, in files mode)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l state-dir -d 'Where to keep state that must survive restarts: the generated CA root, in files mode' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-cert -d 'The CA\'s signing certificate (PEM): a root, or an intermediate (plug-in CA)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-key -d 'The private key of --ca-cert (PEM)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-chain -d 'Certificates between --ca-cert and the root (PEM, in order), for an intermediate CA' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-root -d 'The root certificate (PEM) when --ca-cert is an intermediate and --ca-chain lacks it' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-secret -d 'Kube mode: the Secret (in the root namespace) that keeps the generated CA root' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l cert-ttl -d 'Lifetime of workload certificates when the request names none (s, m, h or d)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l max-cert-ttl -d 'Longest workload certificate lifetime granted (s, m, h or d)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l tokens-file -d 'Files mode: the tokens that authenticate callers, one per line: `<token> <namespace>/<serviceaccount> [node=<node>] [pod=<pod>]`' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l trusted-node-accounts -d 'Service accounts (`namespace/name`, comma separated) trusted to request certificates for pods on their own node [default: istio-system/ztunnel and <root-namespace>/ztunnel]' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l server-name -d 'Extra DNS names or IPs for the xDS endpoint\'s certificate (repeatable)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l cluster-id -d 'Cluster name in workload uids (`<cluster>//Pod/<ns>/<name>`)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l domain-suffix -d 'DNS suffix of service hostnames' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l context -d 'Kubernetes context (kube mode)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l kubeconfig -d 'Kubeconfig file (kube mode; default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"

@@ -69,7 +69,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["local", "status"],
         &["local", "exec", "frontend", "--", "true"],
         &["local", "logs", "frontend"],
-        &["controlplane", "--config-source", "files", "--config", "examples/shop"],
         &["ztunnel"],
         &["cni"],
         &["cni", "plugin"],
@@ -256,4 +255,51 @@ metadata:
     let findings = analyze_stdin_json(json, 1, "Analyzed 1 object");
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0]["field"], "spec.ports[0].port");
+}
+
+#[test]
+fn controlplane_needs_a_ca_root_and_says_how_to_give_one() {
+    ambient()
+        .args(["controlplane", "--config-source", "files", "--config", "examples/shop"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--state-dir").and(predicate::str::contains("--ca-cert")));
+}
+
+/// The real binary: starts, becomes ready on its debug port, keeps its root, stops on SIGTERM.
+#[test]
+fn controlplane_binary_serves_until_terminated() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (xds, debug) = (free(), free());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ambient"))
+        .args(["controlplane", "--config-source", "files", "--config", "examples/shop", "--state-dir"])
+        .arg(dir.path())
+        .args(["--xds-address", &format!("127.0.0.1:{xds}"), "--debug-address", &format!("127.0.0.1:{debug}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", debug)).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ready = loop {
+        match get("/healthz/ready") {
+            Some(response) if response.starts_with("HTTP/1.1 200") => break true,
+            _ if std::time::Instant::now() > deadline => break false,
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    let registry = get("/debug/registryz").unwrap_or_default();
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert!(ready, "the control plane became ready");
+    assert!(registry.contains("\"workloads\""), "{registry}");
+    assert!(dir.path().join("ca/root-cert.pem").exists(), "the generated root is kept in the state dir");
+    assert!(status.success(), "SIGTERM stops it cleanly: {status:?}");
 }
