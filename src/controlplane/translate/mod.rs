@@ -161,10 +161,10 @@ impl Translator {
     }
 
     /// The Authorization resource a policy becomes, if any.
-    fn policy(&self, _index: &MeshIndex, policy: &crate::mesh::MeshPolicy) -> Option<Resource> {
+    fn policy(&self, index: &MeshIndex, policy: &crate::mesh::MeshPolicy) -> Option<Resource> {
         let message = match &policy.spec {
             PolicySpec::Authorization(_) => translate_authorization(policy, &self.config)?,
-            PolicySpec::PeerAuthentication(_) => peer_authentication::convert(policy, &self.config, _index)?,
+            PolicySpec::PeerAuthentication(_) => peer_authentication::convert(policy, &self.config, index)?,
         };
         let name = format!("{}/{}", message.namespace, message.name);
         Some(Resource::new(AUTHORIZATION_TYPE, name, &message))
