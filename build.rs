@@ -36,6 +36,7 @@ const PROTOS: &[&str] = &[
     "proto/istio/workload.proto",
     "proto/istio/authorization.proto",
     "proto/istio/ca.proto",
+    "proto/istio/zds.proto",
 ];
 
 const SERDE_IP: &str = "#[serde(serialize_with = \"crate::xds::proto::json::ip\")]";

@@ -6,7 +6,11 @@
 pub mod cli;
 pub mod config;
 pub mod controlplane;
+pub mod hbone;
 pub mod mesh;
 pub mod model;
+pub mod sys;
 pub mod tls;
 pub mod xds;
+pub mod zds;
+pub mod ztunnel;

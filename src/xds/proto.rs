@@ -22,6 +22,9 @@ pub mod envoy {
 pub mod istio {
     pub mod workload {
         include!(concat!(env!("OUT_DIR"), "/istio.workload.rs"));
+        pub mod zds {
+            include!(concat!(env!("OUT_DIR"), "/istio.workload.zds.rs"));
+        }
     }
     pub mod security {
         include!(concat!(env!("OUT_DIR"), "/istio.security.rs"));
@@ -38,6 +41,7 @@ pub use self::google::protobuf::Any;
 pub use self::istio::security;
 pub use self::istio::v1::auth as ca;
 pub use self::istio::workload;
+pub use self::istio::workload::zds;
 
 /// Type URL of `istio.workload.Address` resources (workloads and services).
 pub const ADDRESS_TYPE: &str = "type.googleapis.com/istio.workload.Address";
