@@ -69,7 +69,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["local", "status"],
         &["local", "exec", "frontend", "--", "true"],
         &["local", "logs", "frontend"],
-        &["ztunnel"],
         &["cni"],
         &["cni", "plugin"],
     ];
@@ -302,4 +301,85 @@ fn controlplane_binary_serves_until_terminated() {
     assert!(registry.contains("\"workloads\""), "{registry}");
     assert!(dir.path().join("ca/root-cert.pem").exists(), "the generated root is kept in the state dir");
     assert!(status.success(), "SIGTERM stops it cleanly: {status:?}");
+}
+
+#[test]
+fn ztunnel_names_missing_required_flags() {
+    ambient()
+        .args(["ztunnel", "--root-cert", "/nonexistent/root.pem"])
+        .env_remove("NODE_NAME")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--node-name"));
+    ambient()
+        .args(["ztunnel", "--node-name", "node-1", "--root-cert", "/nonexistent/root.pem"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--root-cert /nonexistent/root.pem"));
+}
+
+/// The real binaries: a control plane and a ztunnel against it. The ztunnel syncs xDS, turns
+/// ready, dumps its config on the admin port, serves metrics, and stops on SIGTERM.
+#[test]
+fn ztunnel_binary_syncs_from_the_controlplane_and_serves_its_ports() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tokens"), "zt-token istio-system/ztunnel node=node-1\n").unwrap();
+    std::fs::write(dir.path().join("zt-token"), "zt-token\n").unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (xds, debug, admin, metrics, readiness) = (free(), free(), free(), free(), free());
+    let mut controlplane = std::process::Command::new(env!("CARGO_BIN_EXE_ambient"))
+        .args(["controlplane", "--config-source", "files", "--config", "examples/shop", "--state-dir"])
+        .arg(dir.path())
+        .arg("--tokens-file")
+        .arg(dir.path().join("tokens"))
+        .args(["--xds-address", &format!("127.0.0.1:{xds}"), "--debug-address", &format!("127.0.0.1:{debug}")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let get = |port: u16, path: &str| -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(response)
+    };
+    let wait_ready = |port: u16| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match get(port, "/healthz/ready") {
+                Some(response) if response.starts_with("HTTP/1.1 200") => return true,
+                _ if std::time::Instant::now() > deadline => return false,
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    };
+    let controlplane_ready = wait_ready(debug);
+    let mut ztunnel = std::process::Command::new(env!("CARGO_BIN_EXE_ambient"))
+        .args(["ztunnel", "--xds-address", &format!("https://127.0.0.1:{xds}"), "--server-name", "localhost"])
+        .arg("--root-cert")
+        .arg(dir.path().join("ca/root-cert.pem"))
+        .arg("--token-file")
+        .arg(dir.path().join("zt-token"))
+        .args(["--node-name", "node-1", "--zds-socket"])
+        .arg(dir.path().join("zds.sock"))
+        .args(["--admin-port", &admin.to_string(), "--metrics-port", &metrics.to_string()])
+        .args(["--readiness-port", &readiness.to_string(), "--worker-threads", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ztunnel_ready = controlplane_ready && wait_ready(readiness);
+    let dump = get(admin, "/config_dump").unwrap_or_default();
+    let scrape = get(metrics, "/metrics").unwrap_or_default();
+    for child in [&ztunnel, &controlplane] {
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    }
+    let ztunnel_status = ztunnel.wait().unwrap();
+    let _ = controlplane.wait();
+    assert!(controlplane_ready, "the control plane became ready");
+    assert!(ztunnel_ready, "the ztunnel synced xDS and became ready");
+    assert!(dump.contains("Kubernetes//Pod/shop/"), "config_dump lists the workloads: {dump}");
+    assert!(!dump.contains("PRIVATE KEY"), "no private key in the config dump");
+    assert!(scrape.contains("ambient_ztunnel_xds_connected"), "{scrape}");
+    assert!(ztunnel_status.success(), "SIGTERM stops the ztunnel cleanly: {ztunnel_status:?}");
 }

@@ -92,38 +92,70 @@ fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ambient ztunnel --xds-address https://controlplane:15012 --node-name node-1")]
+#[command(
+    after_help = "Examples:\n  ambient ztunnel --xds-address https://controlplane:15012 --node-name node-1 \\\n    --root-cert /var/run/secrets/istio/root-cert.pem --token-file /var/run/secrets/tokens/istio-token"
+)]
 pub struct ZtunnelArgs {
     /// Control plane xDS address.
-    #[arg(long, env = "AMBIENT_XDS_ADDRESS", value_name = "URL")]
-    pub xds_address: Option<String>,
+    #[arg(long, env = "AMBIENT_XDS_ADDRESS", value_name = "URL", default_value = "https://localhost:15012")]
+    pub xds_address: String,
     /// Certificate authority address (default: the xDS address).
     #[arg(long, env = "AMBIENT_CA_ADDRESS", value_name = "URL")]
     pub ca_address: Option<String>,
-    /// This node's name.
+    /// This node's name (ztunnel serves, and gets certificates for, the pods of this node).
     #[arg(long, env = "NODE_NAME")]
     pub node_name: Option<String>,
-    /// Service account token presented to the control plane.
+    /// Service account token presented to the control plane (read again on every reconnect).
     #[arg(long, env = "AMBIENT_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// Root certificate of the control plane.
+    /// Root certificate (PEM) of the control plane and of the mesh.
     #[arg(long, env = "AMBIENT_ROOT_CERT")]
     pub root_cert: Option<PathBuf>,
+    /// Name to verify in the control plane's certificate [default: the address's host].
+    #[arg(long, env = "AMBIENT_XDS_SERVER_NAME")]
+    pub server_name: Option<String>,
     /// The CNI agent's ZDS socket to connect to.
     #[arg(long, env = "AMBIENT_ZDS_SOCKET", default_value = "/var/run/ztunnel/ztunnel.sock")]
     pub zds_socket: PathBuf,
-    /// Admin API listen address (localhost only).
+    /// Admin API listen address (config dump; keep it on localhost).
     #[arg(long, default_value = "127.0.0.1:15000")]
     pub admin_address: String,
+    /// Admin API port (shorthand for --admin-address 127.0.0.1:PORT).
+    #[arg(long, conflicts_with = "admin_address")]
+    pub admin_port: Option<u16>,
     /// Prometheus metrics listen address.
     #[arg(long, default_value = "[::]:15020")]
     pub metrics_address: String,
+    /// Prometheus metrics port (shorthand for --metrics-address [::]:PORT).
+    #[arg(long, conflicts_with = "metrics_address")]
+    pub metrics_port: Option<u16>,
     /// Readiness listen address.
     #[arg(long, default_value = "[::]:15021")]
     pub readiness_address: String,
-    /// Data-path worker threads (default: number of CPUs).
+    /// Readiness port (shorthand for --readiness-address [::]:PORT).
+    #[arg(long, conflicts_with = "readiness_address")]
+    pub readiness_port: Option<u16>,
+    /// Data-path worker threads [default: number of CPUs].
     #[arg(long, env = "AMBIENT_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
+    /// Trust domain of the mesh.
+    #[arg(long, env = "AMBIENT_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Cluster id (as the control plane names workloads).
+    #[arg(long, env = "AMBIENT_CLUSTER_ID", default_value = "Kubernetes")]
+    pub cluster_id: String,
+    /// Network of this node's pods.
+    #[arg(long, env = "AMBIENT_NETWORK", default_value = "")]
+    pub network: String,
+    /// Access log: one line per connection when it closes.
+    #[arg(long, value_enum, env = "AMBIENT_ACCESS_LOG", default_value = "text")]
+    pub access_log: crate::ztunnel::accesslog::AccessLogFormat,
+    /// Mark on connections ztunnel opens for pods, which their redirect rules let through.
+    #[arg(long, default_value_t = crate::ztunnel::config::DEFAULT_PACKET_MARK)]
+    pub packet_mark: u32,
+    /// Lifetime asked for workload certificates (e.g. 24h, 90m).
+    #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+    pub cert_ttl: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

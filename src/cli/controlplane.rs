@@ -15,7 +15,7 @@ use crate::controlplane::translate::TranslateConfig;
 use crate::mesh::MeshConfig;
 
 /// Reads a listen address: `host:port`, `[v6]:port`, or `:port` for every interface.
-fn listen_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
+pub(super) fn listen_address(flag: &str, text: &str) -> anyhow::Result<SocketAddr> {
     let text = if text.starts_with(':') { format!("[::]{text}") } else { text.to_string() };
     let mut addresses =
         text.to_socket_addrs().with_context(|| format!("{flag} {text:?} is not a host:port address"))?;

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod status;
 pub mod version;
 pub mod waypoint;
+pub mod ztunnel;
 
 use std::process::ExitCode;
 
@@ -76,7 +77,7 @@ pub enum Command {
     /// Run the control plane: xDS server and certificate authority.
     Controlplane(Box<components::ControlplaneArgs>),
     /// Run the per-node L4 proxy.
-    Ztunnel(components::ZtunnelArgs),
+    Ztunnel(Box<components::ZtunnelArgs>),
     /// Run the CNI node agent (or, as `cni plugin`, the CNI plugin).
     Cni(components::CniArgs),
 }
@@ -97,7 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions(args) => completions::run(args),
         Command::Version(args) => version::run(args),
         Command::Controlplane(args) => controlplane::run(*args),
-        Command::Ztunnel(_) => not_implemented("ztunnel"),
+        Command::Ztunnel(args) => ztunnel::run(*args),
         Command::Cni(args) => components::run_cni(args),
     }
 }

@@ -63,12 +63,17 @@ pub struct Fixture {
 impl Fixture {
     /// A control plane over `files` (name, text) written into `<dir>/config`.
     pub async fn start(files: &[(&str, &str)]) -> Fixture {
+        Self::start_with_tokens(files, TOKENS).await
+    }
+
+    /// As [`Fixture::start`], with another tokens file.
+    pub async fn start_with_tokens(files: &[(&str, &str)], tokens: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("config")).unwrap();
         for (name, text) in files {
             std::fs::write(dir.path().join("config").join(name), text).unwrap();
         }
-        std::fs::write(dir.path().join("tokens"), TOKENS).unwrap();
+        std::fs::write(dir.path().join("tokens"), tokens).unwrap();
         let controlplane = Self::start_in(dir.path(), "127.0.0.1:0".parse().unwrap()).await;
         Fixture { dir, controlplane }
     }

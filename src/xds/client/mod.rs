@@ -373,6 +373,12 @@ impl Client {
         types.iter().find(|t| t.type_url == type_url).map(|t| t.resources().cloned().collect()).unwrap_or_default()
     }
 
+    /// Whether at least one response of `type_url` has been applied since the client started
+    /// (the first response carries the full state, so the client has then synced that type).
+    pub fn synced(&self, type_url: &str) -> bool {
+        self.shared.lock().iter().any(|t| t.type_url == type_url && t.synced)
+    }
+
     /// Changes on every applied response and connection event.
     pub fn status(&self) -> watch::Receiver<ClientStatus> {
         self.shared.status.subscribe()

@@ -1,0 +1,76 @@
+//! `ambient ztunnel`: flags to a checked [`ZtunnelConfig`], then run until a signal.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::components::ZtunnelArgs;
+use super::controlplane::listen_address;
+use crate::xds::client::TokenSource;
+use crate::ztunnel::admin::AdminConfig;
+use crate::ztunnel::config::ZtunnelConfig;
+use crate::ztunnel::run::start;
+
+/// `--x-address`, or its port shorthand on `default_host`.
+fn address(flag: &str, text: &str, port: Option<u16>, default_host: [u8; 4]) -> anyhow::Result<SocketAddr> {
+    match port {
+        Some(port) => Ok(SocketAddr::from((default_host, port))),
+        None => listen_address(flag, text),
+    }
+}
+
+pub fn config(args: ZtunnelArgs) -> anyhow::Result<ZtunnelConfig> {
+    let Some(node_name) = args.node_name.filter(|n| !n.is_empty()) else {
+        bail!("--node-name (or NODE_NAME) is required: ztunnel serves the pods of one node");
+    };
+    let Some(root_cert) = args.root_cert else {
+        bail!("--root-cert is required: the control plane's and the mesh's root certificate (PEM)");
+    };
+    let root_cert_pem =
+        std::fs::read(&root_cert).with_context(|| format!("--root-cert {}: cannot read", root_cert.display()))?;
+    if let Some(token) = &args.token_file {
+        // Read now so that a wrong path fails at start, not at the first reconnect.
+        std::fs::metadata(token).with_context(|| format!("--token-file {}: cannot read", token.display()))?;
+    }
+    let mut config = ZtunnelConfig::new(node_name, args.xds_address.clone(), root_cert_pem);
+    config.ca_address = args.ca_address.unwrap_or(args.xds_address);
+    config.server_name = args.server_name;
+    config.token = args.token_file.map(TokenSource::File);
+    config.zds_socket = args.zds_socket;
+    config.admin = AdminConfig {
+        admin: address("--admin-address", &args.admin_address, args.admin_port, [127, 0, 0, 1])?,
+        metrics: address("--metrics-address", &args.metrics_address, args.metrics_port, [0, 0, 0, 0])?,
+        readiness: address("--readiness-address", &args.readiness_address, args.readiness_port, [0, 0, 0, 0])?,
+    };
+    if let Some(threads) = args.worker_threads {
+        if threads == 0 {
+            bail!("--worker-threads must be at least 1");
+        }
+        config.worker_threads = threads;
+    }
+    config.trust_domain = args.trust_domain;
+    config.cluster_id = args.cluster_id;
+    config.network = args.network;
+    config.access_log = args.access_log;
+    config.packet_mark = args.packet_mark;
+    config.cert_ttl = args.cert_ttl;
+    Ok(config)
+}
+
+pub fn run(args: ZtunnelArgs) -> anyhow::Result<ExitCode> {
+    let config = config(args)?;
+    let ztunnel = start(config).context("ztunnel")?;
+    // The main thread only waits for a signal; both runtimes run on their own threads.
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    signals.block_on(async {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+            _ = terminate.recv() => tracing::info!("terminated; stopping"),
+        }
+        anyhow::Ok(())
+    })?;
+    ztunnel.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
