@@ -172,9 +172,7 @@ fn route(endpoint: Endpoint, sources: &Sources, request: &Request<Incoming>) -> 
             metrics(&sources.registry, request)
         }
         (Endpoint::Admin, "/config_dump") => json((sources.dump)()),
-        (Endpoint::Admin, "/") => {
-            text(StatusCode::OK, "/config_dump\n/healthz/ready\n/metrics\n".to_string())
-        }
+        (Endpoint::Admin, "/") => text(StatusCode::OK, "/config_dump\n/healthz/ready\n/metrics\n".to_string()),
         _ => text(StatusCode::NOT_FOUND, format!("no endpoint {path}\n")),
     }
 }
@@ -185,8 +183,7 @@ fn readiness(ready: &watch::Receiver<bool>) -> Response<Full<Bytes>> {
     } else {
         text(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: waiting for the initial workload configuration, certificates and pod snapshot\n"
-                .to_string(),
+            "not ready: waiting for the initial workload configuration, certificates and pod snapshot\n".to_string(),
         )
     }
 }
