@@ -10,9 +10,7 @@ use std::thread;
 
 use ambient::sys::netns::NetnsExecutor;
 use ambient::sys::socket::{original_dst, tcp_connect_in};
-use support::netns::{
-    BYPASS_MARK, GATEWAY, HBONE_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, TestNet, TestPod,
-};
+use support::netns::{BYPASS_MARK, GATEWAY, HBONE_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, TestNet, TestPod};
 
 const POD_A: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 1);
 const POD_B: Ipv4Addr = Ipv4Addr::new(10, 10, 1, 2);
@@ -152,7 +150,8 @@ fn cleanup_removes_every_namespace() {
     for name in &names {
         assert!(!namespace_exists(name), "{name} left behind");
     }
-    let listed = String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
+    let listed =
+        String::from_utf8(std::process::Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).unwrap();
     for name in &names {
         assert!(!listed.lines().any(|line| line.split_whitespace().next() == Some(name)), "{name} still listed");
     }

@@ -83,7 +83,8 @@ pub async fn tcp_connect_with(
             .map_err(|e| context(e, format!("in network namespace net:[{}]", ns.inode())))?,
         None => connect_socket(dst, &options)?,
     };
-    let stream = TcpSocket::from_std_stream(socket).connect(dst).await.map_err(|e| context(e, format!("connect to {dst}")))?;
+    let stream =
+        TcpSocket::from_std_stream(socket).connect(dst).await.map_err(|e| context(e, format!("connect to {dst}")))?;
     Ok(stream)
 }
 
@@ -128,7 +129,10 @@ pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
     };
     match translated {
         Ok(addr) => addr.as_socket().map(unmap).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("SO_ORIGINAL_DST of connection to {local} is not an IP address"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("SO_ORIGINAL_DST of connection to {local} is not an IP address"),
+            )
         }),
         // ENOENT: conntrack has no NAT entry; ENOPROTOOPT: no conntrack for this family at all.
         Err(e) if matches!(e.raw_os_error(), Some(nix::libc::ENOENT) | Some(nix::libc::ENOPROTOOPT)) => Ok(local),
@@ -159,7 +163,8 @@ pub fn set_mark(socket: &impl AsFd, mark: u32) -> io::Result<()> {
 /// Fails early, with a clear error, when the process lacks what in-pod proxying needs: setting
 /// SO_MARK (CAP_NET_ADMIN) and entering namespaces (CAP_SYS_ADMIN).
 pub fn check_capabilities() -> io::Result<()> {
-    let probe = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| context(e, "create probe socket"))?;
+    let probe =
+        Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(|e| context(e, "create probe socket"))?;
     probe.set_mark(1).map_err(|e| context(e, "set SO_MARK on a probe socket (needs CAP_NET_ADMIN)"))?;
     let own = Netns::current()?;
     let inode = own.inode();

@@ -77,7 +77,8 @@ pub(crate) fn parse_request(data: &[u8], mut fds: Vec<OwnedFd>) -> Result<Reques
             }
             let info = add.workload_info.ok_or_else(|| format!("add {uid}: missing workload_info"))?;
             let netns = Netns::from_fd(fds.remove(0)).map_err(|e| format!("add {uid}: {e}"))?;
-            let pod = PodInfo { uid, name: info.name, namespace: info.namespace, service_account: info.service_account };
+            let pod =
+                PodInfo { uid, name: info.name, namespace: info.namespace, service_account: info.service_account };
             Ok(Request::Add { pod, netns })
         }
         Payload::Keep(keep) => {

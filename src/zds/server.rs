@@ -73,7 +73,11 @@ impl ZdsListener {
     /// [`HELLO_TIMEOUT`] for it.
     pub async fn accept(&self) -> Result<ZdsConnection, ZdsError> {
         let path = self.path().to_owned();
-        let stream = self.listener.accept().await.map_err(|source| ZdsError::Io { action: "accept", path: path.clone(), source })?;
+        let stream = self.listener.accept().await.map_err(|source| ZdsError::Io {
+            action: "accept",
+            path: path.clone(),
+            source,
+        })?;
         let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.recv())
             .await
             .map_err(|_| ZdsError::HelloTimeout { path: path.clone(), timeout: HELLO_TIMEOUT })?
@@ -171,7 +175,9 @@ impl ZdsConnection {
         match response.payload {
             Some(workload_response::Payload::Ack(ack)) if ack.error.is_empty() => Ok(()),
             Some(workload_response::Payload::Ack(ack)) => Err(ZdsError::Rejected(ack.error)),
-            None => Err(ZdsError::Protocol { path: path.clone(), what: "WorkloadResponse", detail: "no payload".into() }),
+            None => {
+                Err(ZdsError::Protocol { path: path.clone(), what: "WorkloadResponse", detail: "no payload".into() })
+            }
         }
     }
 }

@@ -35,7 +35,10 @@ fn add_carries_the_pod_and_its_namespace() {
     match parse_request(&add("uid-1", true), vec![own_netns()]).unwrap() {
         Request::Add { pod, netns } => {
             assert_eq!(pod.uid, "uid-1");
-            assert_eq!((pod.name.as_str(), pod.namespace.as_str(), pod.service_account.as_str()), ("web-0", "shop", "web"));
+            assert_eq!(
+                (pod.name.as_str(), pod.namespace.as_str(), pod.service_account.as_str()),
+                ("web-0", "shop", "web")
+            );
             assert_eq!(netns, crate::sys::netns::Netns::current().unwrap());
         }
         other => panic!("unexpected {other:?}"),
@@ -66,7 +69,10 @@ fn keep_del_and_snapshot_take_no_descriptors() {
 
     assert_eq!(error_of(&keep, vec![own_netns()]), "keep k: unexpected descriptors (1), only add carries one");
     assert_eq!(error_of(&del, vec![own_netns()]), "del d: unexpected descriptors (1), only add carries one");
-    assert_eq!(error_of(&snapshot, vec![own_netns()]), "snapshot_sent: unexpected descriptors (1), only add carries one");
+    assert_eq!(
+        error_of(&snapshot, vec![own_netns()]),
+        "snapshot_sent: unexpected descriptors (1), only add carries one"
+    );
     let empty_keep = encode(Some(Payload::Keep(proto::KeepWorkload { uid: String::new() })));
     assert_eq!(error_of(&empty_keep, vec![]), "keep with empty uid");
 }

@@ -86,7 +86,9 @@ fn delete_namespace(name: &str) {
     // Never panic here: this runs in Drop, possibly during a panic (a second one would abort).
     match Command::new("ip").args(["netns", "del", name]).output() {
         Ok(out) if out.status.success() => {}
-        Ok(out) => eprintln!("tests/support/netns: ip netns del {name}: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        Ok(out) => {
+            eprintln!("tests/support/netns: ip netns del {name}: {}", String::from_utf8_lossy(&out.stderr).trim())
+        }
         Err(e) => eprintln!("tests/support/netns: ip netns del {name}: {e}"),
     }
 }
@@ -166,7 +168,9 @@ impl TestNet {
     /// via [`GATEWAY`]. `name`: lowercase letters, digits and dashes.
     pub fn add_pod(&self, name: &str, ip_addr: Ipv4Addr) -> TestPod {
         assert!(
-            !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
             "pod name {name:?}: use 1-32 lowercase letters, digits and dashes"
         );
         let (ns_name, counter) = unique_name(name);
