@@ -170,8 +170,10 @@ impl HboneError {
             // Raised before the request was sent: the pooled connection was closing or gone.
             HboneError::Connection { .. } => true,
             HboneError::Request { source, .. } => {
+                // A graceful GOAWAY refuses the streams it did not process; an error GOAWAY
+                // may have been caused by this very request, which must not be sent again.
                 source.is_io()
-                    || source.is_go_away()
+                    || (source.is_go_away() && source.reason() == Some(h2::Reason::NO_ERROR))
                     || source.reason() == Some(h2::Reason::REFUSED_STREAM)
             }
             _ => false,
