@@ -155,6 +155,12 @@ pub fn set_nodelay(socket: &impl AsFd, nodelay: bool) -> io::Result<()> {
     SockRef::from(socket).set_tcp_nodelay(nodelay).map_err(|e| context(e, "set TCP_NODELAY"))
 }
 
+/// Makes closing `socket` send a reset instead of a FIN (zero linger: the close never blocks):
+/// for connections that are refused, so the client sees the refusal at once.
+pub fn reset_on_close(socket: &impl AsFd) -> io::Result<()> {
+    SockRef::from(socket).set_linger(Some(std::time::Duration::ZERO)).map_err(|e| context(e, "set SO_LINGER 0"))
+}
+
 /// SO_MARK on any socket (needs CAP_NET_ADMIN).
 pub fn set_mark(socket: &impl AsFd, mark: u32) -> io::Result<()> {
     SockRef::from(socket).set_mark(mark).map_err(|e| context(e, format!("set SO_MARK {mark}")))

@@ -91,7 +91,7 @@ pub async fn serve_plaintext(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStre
         Err(refusal) => {
             refusal.report(proxy, view);
             // Reset rather than close: the client sees the refusal at once and nothing leaks.
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = crate::sys::socket::reset_on_close(&stream);
             return;
         }
     };
@@ -100,7 +100,7 @@ pub async fn serve_plaintext(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStre
         Ok(upstream) => upstream,
         Err(error) => {
             view.failed(&proxy.metrics, ResponseFlags::Connect, &format!("connect to the application at {target}: {error}"));
-            let _ = stream.set_linger(Some(Duration::ZERO));
+            let _ = crate::sys::socket::reset_on_close(&stream);
             return;
         }
     };

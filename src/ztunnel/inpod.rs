@@ -229,8 +229,12 @@ impl PodHandler for PodManager {
     }
 
     fn keep(&self, uid: &str) -> BoxFuture<'_, Result<(), String>> {
-        let known = self.lock().contains_key(uid);
-        Box::pin(async move { if known { Ok(()) } else { Err(format!("pod {uid} is not served by this ztunnel")) } })
+        let result = if self.lock().contains_key(uid) {
+            Ok(())
+        } else {
+            Err(format!("pod {uid} is not served by this ztunnel"))
+        };
+        Box::pin(async move { result })
     }
 
     fn del(&self, uid: &str) -> BoxFuture<'_, ()> {

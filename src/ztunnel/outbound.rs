@@ -116,7 +116,7 @@ async fn tunnel(
         cert,
         roots: proxy.roots.clone(),
         authority: authority.to_string(),
-        headers: crate::hbone::headers::request_headers(peer.ip(), &view.baggage()),
+        headers: view.connect_headers(peer),
         dial,
     };
     let hbone = match proxy.pool.connect(request).await {

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tracing::debug;
 
+use crate::hbone::headers::{self, Baggage};
 use crate::model::Identity;
 use crate::ztunnel::accesslog::AccessLogEntry;
 use crate::ztunnel::inpod::Pod;
 use crate::ztunnel::metrics::{
-    ConnectionLabels, ConnectionRecord, DenyReason, Metrics, Reporter, ResponseFlags, SecurityPolicy, WorkloadLabels,
+    ConnectionLabels, ConnectionRecord, DenyReason, LabelValue, Metrics, Reporter, ResponseFlags, SecurityPolicy, WorkloadLabels,
 };
 use crate::ztunnel::proxy::Proxy;
 use crate::ztunnel::state::{Service, Workload};
@@ -130,16 +131,24 @@ impl ConnectionView {
         self
     }
 
-    /// Istio's `baggage` header for this connection's source.
-    pub fn baggage(&self) -> crate::hbone::headers::Baggage {
-        let value = |v: &crate::ztunnel::metrics::LabelValue| v.as_deref().unwrap_or_default().to_string();
-        crate::hbone::headers::Baggage {
-            cluster: value(&self.labels.source_cluster),
+    /// The headers of the CONNECT for this connection: Istio's `forwarded` (the client's
+    /// address and the service hostname it addressed) and `baggage` (who the source is).
+    pub fn connect_headers(&self, peer: SocketAddr) -> http::HeaderMap {
+        let value = |v: &LabelValue| v.as_deref().map(str::to_string);
+        let mut headers = http::HeaderMap::new();
+        headers.insert(headers::FORWARDED, headers::forwarded(peer, self.log.dst_service.as_deref()));
+        let baggage = Baggage {
+            cluster_id: value(&self.labels.source_cluster),
             namespace: value(&self.labels.source_workload_namespace),
-            workload: value(&self.labels.source_workload),
-            service: value(&self.labels.source_canonical_service),
+            workload_name: value(&self.labels.source_workload),
+            service_name: value(&self.labels.source_canonical_service),
             revision: value(&self.labels.source_canonical_revision),
+            ..Baggage::default()
+        };
+        if let Some(baggage) = headers::baggage(&baggage, "pod") {
+            headers.insert(headers::BAGGAGE, baggage);
         }
+        headers
     }
 
     /// Starts the connection's record: counted as opened now.
@@ -188,8 +197,8 @@ pub async fn copy_plain(record: Record, mut downstream: TcpStream, mut upstream:
         Ok((request, response)) => record.finish(request, response, None),
         Err(error) => {
             // A reset on one side is passed on as a reset on the other.
-            let _ = downstream.set_linger(Some(std::time::Duration::ZERO));
-            let _ = upstream.set_linger(Some(std::time::Duration::ZERO));
+            let _ = crate::sys::socket::reset_on_close(&downstream);
+            let _ = crate::sys::socket::reset_on_close(&upstream);
             record.finish(0, 0, Some(&error.to_string()))
         }
     }
