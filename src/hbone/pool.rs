@@ -150,9 +150,7 @@ impl PoolState {
 
     /// Drops the dial gate of `key` when nobody waits on it and no connection remains.
     fn forget_unused_gate(&mut self, key: &PoolKey) {
-        if !self.connections.contains_key(key)
-            && self.gates.get(key).is_some_and(|gate| Arc::strong_count(gate) == 1)
-        {
+        if !self.connections.contains_key(key) && self.gates.get(key).is_some_and(|gate| Arc::strong_count(gate) == 1) {
             self.gates.remove(key);
         }
     }
@@ -279,17 +277,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Polls the HTTP/2 connection until it ends or idles out, then retires it.
-async fn drive(
-    pool: Weak<PoolInner>,
-    connection: Arc<PooledConnection>,
-    h2: ClientConnection,
-    idle_timeout: Duration,
-) {
+async fn drive(pool: Weak<PoolInner>, connection: Arc<PooledConnection>, h2: ClientConnection, idle_timeout: Duration) {
     let peer: SocketAddr = connection.key.dst;
     tokio::pin!(h2);
     loop {
-        let idle_deadline = (connection.active.load(Ordering::Acquire) == 0)
-            .then(|| *lock(&connection.idle_since) + idle_timeout);
+        let idle_deadline =
+            (connection.active.load(Ordering::Acquire) == 0).then(|| *lock(&connection.idle_since) + idle_timeout);
         tokio::select! {
             result = &mut h2 => {
                 match result {
