@@ -277,9 +277,15 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Polls the HTTP/2 connection until it ends or idles out, then retires it.
-async fn drive(pool: Weak<PoolInner>, connection: Arc<PooledConnection>, h2: ClientConnection, idle_timeout: Duration) {
+async fn drive(
+    pool: Weak<PoolInner>,
+    connection: Arc<PooledConnection>,
+    mut h2: ClientConnection,
+    idle_timeout: Duration,
+) {
     let peer: SocketAddr = connection.key.dst;
-    tokio::pin!(h2);
+    let keepalive = super::keepalive(h2.ping_pong());
+    tokio::pin!(h2, keepalive);
     loop {
         let idle_deadline =
             (connection.active.load(Ordering::Acquire) == 0).then(|| *lock(&connection.idle_since) + idle_timeout);
@@ -289,6 +295,11 @@ async fn drive(pool: Weak<PoolInner>, connection: Arc<PooledConnection>, h2: Cli
                     Ok(()) => debug!(%peer, id = connection.id, "HBONE: connection closed"),
                     Err(error) => debug!(%peer, id = connection.id, %error, "HBONE: connection failed"),
                 }
+                retire(&pool, &connection);
+                return;
+            }
+            why = &mut keepalive => {
+                debug!(%peer, id = connection.id, "HBONE: dropping connection: {why}");
                 retire(&pool, &connection);
                 return;
             }
