@@ -348,7 +348,7 @@ async fn resets_propagate_both_ways() {
     tokio::spawn(async move {
         let (tcp, _) = upstream.accept().await.unwrap();
         let mut first = [0u8; 1];
-        let _ = (&tcp).peek(&mut first).await;
+        let _ = tcp.peek(&mut first).await;
         tcp.set_zero_linger().unwrap();
     });
     let mut stream = within("connect", pool.connect(client.request(&server, port))).await.unwrap();
@@ -357,6 +357,21 @@ async fn resets_propagate_both_ways() {
     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
     let end = server.next_end().await;
     assert!(end.starts_with("bridge Err"), "{end}");
+    // Through the client's bridge: the source application resets its TCP connection, the
+    // server reads a reset.
+    let local = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = TcpStream::connect(local.local_addr().unwrap()).await.unwrap();
+    let (accepted, _) = local.accept().await.unwrap();
+    let tunnel = within("connect", pool.connect(client.request(&server, SINK))).await.unwrap();
+    let source_bridge = tokio::spawn(bridge(accepted, tunnel));
+    app.writable().await.unwrap();
+    app.try_write(b"some bytes").unwrap();
+    app.set_zero_linger().unwrap();
+    drop(app);
+    let error = within("the source bridge", source_bridge).await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+    assert_eq!(server.next_end().await, "error ConnectionReset");
+
     // All of that on one healthy connection.
     echo_once(&pool, client.request(&server, ECHO), b"still fine").await;
     assert_eq!(pool.connections(), 1);
@@ -475,7 +490,10 @@ async fn client_rejects_a_server_with_the_wrong_identity() {
     req.key.dst_identity = id("someone-else");
     let error = within("connect", pool.connect(req)).await.unwrap_err();
     assert!(matches!(error, HboneError::Tls { .. }), "{error}");
-    assert!(error.to_string().contains("is not the expected spiffe://cluster.local/ns/shop/sa/someone-else"), "{error}");
+    assert!(
+        error.to_string().contains("is not the expected spiffe://cluster.local/ns/shop/sa/someone-else"),
+        "{error}"
+    );
     assert_eq!(pool.connections(), 0);
     assert!(server.next_outcome().await.unwrap_err().starts_with("tls:"));
 }
@@ -494,7 +512,10 @@ async fn server_rejects_a_client_certificate_from_another_root() {
     assert!(
         matches!(
             error,
-            HboneError::Tls { .. } | HboneError::Handshake { .. } | HboneError::Connection { .. } | HboneError::Request { .. }
+            HboneError::Tls { .. }
+                | HboneError::Handshake { .. }
+                | HboneError::Connection { .. }
+                | HboneError::Request { .. }
         ),
         "{error}"
     );
@@ -587,7 +608,8 @@ async fn garbage_and_non_tunnel_requests_get_clean_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_are_refused_without_disturbing_other_streams() {
     let ca = certificate_authority();
-    let server = TestServer::start(&ca, ServerConfig { max_header_list_size: 8 * 1024, ..ServerConfig::default() }).await;
+    let server =
+        TestServer::start(&ca, ServerConfig { max_header_list_size: 8 * 1024, ..ServerConfig::default() }).await;
     let client = Client::new(&ca);
     let pool = HbonePool::new(PoolConfig::default());
 

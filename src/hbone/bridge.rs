@@ -94,7 +94,9 @@ async fn tcp_to_tunnel(
     let mut buffer = BytesMut::new();
     let mut target = INITIAL_BUFFER;
     loop {
-        if buffer.capacity() < target {
+        // Refill when less than half a buffer is left. Once h2 has written out (and dropped)
+        // the frames split off earlier, this reuses the same allocation.
+        if buffer.capacity() < target / 2 {
             buffer.reserve(target);
         }
         let room = buffer.capacity();
@@ -112,17 +114,14 @@ async fn tcp_to_tunnel(
             },
         };
         if read == 0 {
-            return send
-                .send_data(Bytes::new(), true)
-                .map_err(|error| Failure::Tunnel(poll_failure(send, error)));
+            return send.send_data(Bytes::new(), true).map_err(|error| Failure::Tunnel(poll_failure(send, error)));
         }
         if read == room && target < MAX_BUFFER {
             target = (target * 2).min(MAX_BUFFER);
         }
         let mut data = buffer.split().freeze();
         while !data.is_empty() {
-            let capacity =
-                poll_fn(|cx| poll_send_capacity(send, cx, data.len())).await.map_err(Failure::Tunnel)?;
+            let capacity = poll_fn(|cx| poll_send_capacity(send, cx, data.len())).await.map_err(Failure::Tunnel)?;
             let frame = data.split_to(capacity);
             let len = frame.len() as u64;
             send.send_data(frame, false).map_err(|error| Failure::Tunnel(poll_failure(send, error)))?;

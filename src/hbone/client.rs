@@ -50,7 +50,8 @@ pub(crate) async fn dial(req: &ConnectRequest, max_streams: u32) -> Result<Diale
     let config = workload_client_config(&req.cert, req.roots.clone(), vec![req.key.dst_identity.clone()])?;
     // The server is verified by identity, not name; an IP name keeps SNI off the wire.
     let name = ServerName::IpAddress(dst.ip().into());
-    let tls = TlsConnector::from(config).connect(name, tcp).await.map_err(|source| HboneError::Tls { peer: dst, source })?;
+    let tls =
+        TlsConnector::from(config).connect(name, tcp).await.map_err(|source| HboneError::Tls { peer: dst, source })?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
         return Err(HboneError::NoAlpn { peer: dst });
     }

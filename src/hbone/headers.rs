@@ -132,8 +132,7 @@ pub fn baggage(baggage: &Baggage, workload_type: &str) -> Option<HeaderValue> {
 
 /// W3C baggage value characters that need no percent-encoding (Kubernetes names always fit).
 fn is_baggage_value(value: &str) -> bool {
-    !value.is_empty()
-        && value.bytes().all(|b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b';' | b'\\'))
+    !value.is_empty() && value.bytes().all(|b| (0x21..=0x7e).contains(&b) && !matches!(b, b'"' | b',' | b';' | b'\\'))
 }
 
 /// Reads every `baggage` header of `headers`. Later entries win; empty values count as absent;

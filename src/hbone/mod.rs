@@ -58,6 +58,27 @@ pub const MAX_FRAME_SIZE: u32 = 1024 * 1024;
 /// Largest header block a client accepts in a response (responses carry few headers).
 pub const CLIENT_MAX_HEADER_LIST_SIZE: u32 = 16 * 1024;
 
+/// How often an HBONE connection's peer is pinged, to find peers that vanished without closing
+/// (a node gone, a network partition) rather than wait for TCP to give up (Istio's values).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long a ping may go unanswered before the connection is dropped.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Pings the peer every [`KEEPALIVE_INTERVAL`]; returns why the connection should be dropped
+/// (no pong within [`KEEPALIVE_TIMEOUT`], or the ping failed). Only progresses while the
+/// connection itself is polled.
+pub(crate) async fn keepalive(ping_pong: Option<h2::PingPong>) -> String {
+    let Some(mut ping_pong) = ping_pong else { return std::future::pending().await };
+    loop {
+        tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEPALIVE_TIMEOUT, ping_pong.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => continue,
+            Ok(Err(error)) => return format!("keepalive ping failed: {error}"),
+            Err(_) => return format!("no keepalive pong within {KEEPALIVE_TIMEOUT:?}"),
+        }
+    }
+}
+
 /// Which pooled connections may carry a request: same source (network namespace and identity),
 /// same destination address and expected identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -144,6 +165,8 @@ pub enum HboneError {
     Handshake { peer: SocketAddr, source: h2::Error },
     #[error("HBONE: HTTP/2 connection with {peer}: {source}")]
     Connection { peer: SocketAddr, source: h2::Error },
+    #[error("HBONE: dropping the connection with {peer}: {why}")]
+    PeerUnresponsive { peer: SocketAddr, why: String },
     #[error("HBONE: CONNECT {authority} via {peer}: {source}")]
     Request { peer: SocketAddr, authority: String, source: h2::Error },
     #[error("HBONE: invalid CONNECT authority {0:?}: expected ip:port or [ipv6]:port")]

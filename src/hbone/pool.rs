@@ -150,9 +150,7 @@ impl PoolState {
 
     /// Drops the dial gate of `key` when nobody waits on it and no connection remains.
     fn forget_unused_gate(&mut self, key: &PoolKey) {
-        if !self.connections.contains_key(key)
-            && self.gates.get(key).is_some_and(|gate| Arc::strong_count(gate) == 1)
-        {
+        if !self.connections.contains_key(key) && self.gates.get(key).is_some_and(|gate| Arc::strong_count(gate) == 1) {
             self.gates.remove(key);
         }
     }
@@ -282,20 +280,26 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn drive(
     pool: Weak<PoolInner>,
     connection: Arc<PooledConnection>,
-    h2: ClientConnection,
+    mut h2: ClientConnection,
     idle_timeout: Duration,
 ) {
     let peer: SocketAddr = connection.key.dst;
-    tokio::pin!(h2);
+    let keepalive = super::keepalive(h2.ping_pong());
+    tokio::pin!(h2, keepalive);
     loop {
-        let idle_deadline = (connection.active.load(Ordering::Acquire) == 0)
-            .then(|| *lock(&connection.idle_since) + idle_timeout);
+        let idle_deadline =
+            (connection.active.load(Ordering::Acquire) == 0).then(|| *lock(&connection.idle_since) + idle_timeout);
         tokio::select! {
             result = &mut h2 => {
                 match result {
                     Ok(()) => debug!(%peer, id = connection.id, "HBONE: connection closed"),
                     Err(error) => debug!(%peer, id = connection.id, %error, "HBONE: connection failed"),
                 }
+                retire(&pool, &connection);
+                return;
+            }
+            why = &mut keepalive => {
+                debug!(%peer, id = connection.id, "HBONE: dropping connection: {why}");
                 retire(&pool, &connection);
                 return;
             }

@@ -174,7 +174,8 @@ pub async fn serve_connection_until(
         .await
         .map_err(|source| HboneError::Handshake { peer: peer_addr, source })?;
 
-    tokio::pin!(shutdown);
+    let keepalive = super::keepalive(connection.ping_pong());
+    tokio::pin!(shutdown, keepalive);
     let mut draining = false;
     loop {
         tokio::select! {
@@ -191,6 +192,10 @@ pub async fn serve_connection_until(
                 }
                 Some(Err(source)) => return Err(HboneError::Connection { peer: peer_addr, source }),
             },
+            why = &mut keepalive => {
+                connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                return Err(HboneError::PeerUnresponsive { peer: peer_addr, why });
+            }
             () = &mut shutdown, if !draining => {
                 debug!(peer = %peer_addr, "HBONE: draining connection");
                 draining = true;

@@ -107,7 +107,9 @@ pub(crate) fn poll_recv_data(recv: &mut RecvStream, cx: &mut Context<'_>) -> Pol
                 let _ = recv.flow_control().release_capacity(data.len());
                 Poll::Ready(Ok(Some(data)))
             }
-            Some(Err(error)) if error.reason() == Some(Reason::NO_ERROR) && !error.is_go_away() => Poll::Ready(Ok(None)),
+            Some(Err(error)) if error.reason() == Some(Reason::NO_ERROR) && !error.is_go_away() => {
+                Poll::Ready(Ok(None))
+            }
             Some(Err(error)) => Poll::Ready(Err(h2_to_io(error))),
         };
     }
