@@ -90,7 +90,7 @@ pub enum CertError {
     #[error("the CA returned an unusable certificate for {identity}: {detail}")]
     Invalid { identity: Identity, detail: String },
     #[error("the CA returned a certificate for {got} when {requested} was asked for")]
-    WrongIdentity { requested: Identity, got: Identity },
+    WrongIdentity { requested: Identity, got: String },
     #[error("the certificate of {identity} expired and could not be renewed: {last_error}")]
     Expired { identity: Identity, last_error: String },
     #[error("the certificate of {0} is no longer wanted (forgotten while fetching)")]
@@ -361,7 +361,7 @@ impl Requester {
         }
         let cert = WorkloadCertificate::from_pem(&key.serialize_pem(), &chain).map_err(|e| invalid(e.to_string()))?;
         if cert.identity() != id {
-            return Err(CertError::WrongIdentity { requested: id.clone(), got: cert.identity().clone() });
+            return Err(CertError::WrongIdentity { requested: id.clone(), got: cert.identity().to_string() });
         }
         let full: Vec<_> = std::iter::once(cert.leaf().clone()).chain(cert.chain().iter().cloned()).collect();
         self.roots

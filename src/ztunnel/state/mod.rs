@@ -181,10 +181,10 @@ impl ProxyState {
 }
 
 /// Converts each resource, sorting the valid ones from the rejections.
-fn convert<'a, M, T>(
-    upserts: &'a [(Arc<ClientResource>, M)],
+fn convert<M, T>(
+    upserts: &[(Arc<ClientResource>, M)],
     convert: impl Fn(&M) -> Result<T, InvalidField>,
-) -> (Vec<(&'a str, T)>, Vec<Rejection>) {
+) -> (Vec<(&str, T)>, Vec<Rejection>) {
     let mut valid = Vec::with_capacity(upserts.len());
     let mut rejections = Vec::new();
     for (resource, message) in upserts {

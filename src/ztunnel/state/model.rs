@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -281,11 +282,11 @@ impl TryFrom<&xds::Service> for Service {
     }
 }
 
-/// One converted `Address` resource.
+/// One converted `Address` resource, shared from here on.
 #[derive(Clone, Debug)]
 pub enum AddressResource {
-    Workload(Workload),
-    Service(Service),
+    Workload(Arc<Workload>),
+    Service(Arc<Service>),
 }
 
 impl TryFrom<&xds::Address> for AddressResource {
@@ -293,8 +294,8 @@ impl TryFrom<&xds::Address> for AddressResource {
 
     fn try_from(address: &xds::Address) -> Result<Self, InvalidField> {
         match &address.r#type {
-            Some(xds::address::Type::Workload(w)) => Ok(AddressResource::Workload(w.try_into()?)),
-            Some(xds::address::Type::Service(s)) => Ok(AddressResource::Service(s.try_into()?)),
+            Some(xds::address::Type::Workload(w)) => Ok(AddressResource::Workload(Arc::new(w.try_into()?))),
+            Some(xds::address::Type::Service(s)) => Ok(AddressResource::Service(Arc::new(s.try_into()?))),
             None => Err(invalid("type", "the Address is neither a workload nor a service")),
         }
     }

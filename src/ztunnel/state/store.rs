@@ -56,7 +56,7 @@ impl Endpoints {
 /// the old one is removed); the last one indexed wins, and removing it reveals the previous.
 type ByIp<T> = HashMap<IpAddr, Vec<Arc<T>>>;
 
-fn ip_lookup<'a, T>(index: &'a ByIp<T>, ip: IpAddr, on_network: impl Fn(&T) -> bool) -> Option<&'a Arc<T>> {
+fn ip_lookup<T>(index: &ByIp<T>, ip: IpAddr, on_network: impl Fn(&T) -> bool) -> Option<&Arc<T>> {
     index.get(&ip.to_canonical())?.iter().rev().find(|t| on_network(t))
 }
 
@@ -106,8 +106,8 @@ impl Store {
         }
         self.names.insert(name.to_string(), key);
         match resource {
-            AddressResource::Workload(w) => self.insert_workload(Arc::new(w)),
-            AddressResource::Service(s) => self.insert_service(Arc::new(s)),
+            AddressResource::Workload(w) => self.insert_workload(w),
+            AddressResource::Service(s) => self.insert_service(s),
         }
     }
 

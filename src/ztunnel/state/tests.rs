@@ -122,7 +122,8 @@ fn service_vip_resolves_to_an_endpoint_with_the_target_port() {
 
 #[test]
 fn target_port_comes_from_the_endpoint_then_the_service() {
-    let cases: &[(&str, u32, &[(u32, u32)], Result<u16, &str>)] = &[
+    type Case<'a> = (&'a str, u32, &'a [(u32, u32)], Result<u16, &'a str>);
+    let cases: &[Case] = &[
         ("service only", 8080, &[], Ok(8080)),
         ("endpoint wins", 8080, &[(80, 9090)], Ok(9090)),
         ("named port resolved per endpoint", 0, &[(80, 9090)], Ok(9090)),
@@ -340,7 +341,7 @@ fn updates_and_removals_keep_the_indexes_consistent() {
     let web = WEB_SVC.to_string();
 
     // The service goes away and comes back: its endpoints are still known.
-    state.apply_addresses(&[], &[web.clone()]).unwrap();
+    state.apply_addresses(&[], std::slice::from_ref(&web)).unwrap();
     assert!(state.service_by_vip("", ip("10.96.0.10")).is_none());
     assert_eq!(state.endpoints(WEB_SVC).len(), 1);
     state.apply_addresses(&[svc(service(WEB_SVC, "10.96.0.11", &[(80, 8080)]))], &[]).unwrap();
