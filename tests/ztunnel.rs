@@ -54,7 +54,8 @@ async fn pod_to_service_and_to_pod_ip_over_hbone_with_metrics_from_both_ends() {
 
     let answer = mesh.exchange("client", vip(), b"hello via the service").await.expect("service reachable");
     assert_eq!(answer, b"hello via the service");
-    let answer = mesh.exchange("client", addr(&mesh, "server", APP_PORT), b"hello pod").await.expect("pod IP reachable");
+    let answer =
+        mesh.exchange("client", addr(&mesh, "server", APP_PORT), b"hello pod").await.expect("pod IP reachable");
     assert_eq!(answer, b"hello pod", "a pod IP destination works (the experimental release failed here)");
 
     let source = [("reporter", "source"), ("source_principal", CLIENT), ("destination_principal", SERVER)];
@@ -71,7 +72,8 @@ async fn pod_to_service_and_to_pod_ip_over_hbone_with_metrics_from_both_ends() {
     let destination = [("reporter", "destination"), ("source_principal", CLIENT), ("destination_principal", SERVER)];
     let text = wait_metric(&mesh, "node-b", "istio_tcp_connections_closed_total", &destination, 2.0).await;
     assert_eq!(sample(&text, "istio_tcp_connections_opened_total", &destination), 2.0, "{text}");
-    let named = [("reporter", "destination"), ("destination_workload", "server"), ("source_workload_namespace", "shop")];
+    let named =
+        [("reporter", "destination"), ("destination_workload", "server"), ("source_workload_namespace", "shop")];
     assert_eq!(sample(&text, "istio_tcp_connections_opened_total", &named), 2.0, "{text}");
     assert_eq!(sample(&text, "istio_tcp_received_bytes_total", &destination), request_bytes as f64, "{text}");
 }

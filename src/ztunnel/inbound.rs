@@ -99,7 +99,11 @@ pub async fn serve_plaintext(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStre
     let upstream = match proxy.connect_from(&pod.netns, target).await {
         Ok(upstream) => upstream,
         Err(error) => {
-            view.failed(&proxy.metrics, ResponseFlags::Connect, &format!("connect to the application at {target}: {error}"));
+            view.failed(
+                &proxy.metrics,
+                ResponseFlags::Connect,
+                &format!("connect to the application at {target}: {error}"),
+            );
             let _ = crate::sys::socket::reset_on_close(&stream);
             return;
         }
@@ -202,7 +206,11 @@ async fn serve_stream(proxy: &Arc<Proxy>, pod: &Arc<Pod>, request: InboundReques
     let upstream = match proxy.connect_from(&pod.netns, target).await {
         Ok(upstream) => upstream,
         Err(error) => {
-            view.failed(&proxy.metrics, ResponseFlags::Connect, &format!("connect to the application at {target}: {error}"));
+            view.failed(
+                &proxy.metrics,
+                ResponseFlags::Connect,
+                &format!("connect to the application at {target}: {error}"),
+            );
             responder.reject(StatusCode::SERVICE_UNAVAILABLE);
             return;
         }

@@ -12,9 +12,9 @@ use crate::hbone::{ConnectRequest, Dialer, PoolKey, bridge};
 use crate::sys::socket::original_dst;
 use crate::ztunnel::config::OUTBOUND_PORT;
 use crate::ztunnel::inpod::Pod;
+use crate::ztunnel::metrics::ResponseFlags;
 use crate::ztunnel::proxy::Proxy;
 use crate::ztunnel::state::{Upstream, Workload};
-use crate::ztunnel::metrics::ResponseFlags;
 use crate::ztunnel::telemetry::{ConnectionView, copy_plain};
 
 /// Serves one connection captured in `pod`.
@@ -76,10 +76,7 @@ pub async fn serve(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStream, peer: 
 
 /// The xDS workload of the source pod: by uid, else by the connection's source address.
 fn source_workload(proxy: &Proxy, pod: &Pod, peer: SocketAddr) -> Option<Arc<Workload>> {
-    proxy
-        .state
-        .workload_by_uid(&pod.xds_uid)
-        .or_else(|| proxy.state.workload_by_ip(&proxy.config.network, peer.ip()))
+    proxy.state.workload_by_uid(&pod.xds_uid).or_else(|| proxy.state.workload_by_ip(&proxy.config.network, peer.ip()))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -112,7 +109,12 @@ async fn tunnel(
     };
     let view = view.tunnelled(connect, authority);
     let request = ConnectRequest {
-        key: PoolKey { source: pod.netns.inode(), src_identity: pod.identity.clone(), dst_identity: identity, dst: connect },
+        key: PoolKey {
+            source: pod.netns.inode(),
+            src_identity: pod.identity.clone(),
+            dst_identity: identity,
+            dst: connect,
+        },
         cert,
         roots: proxy.roots.clone(),
         authority: authority.to_string(),
@@ -122,7 +124,11 @@ async fn tunnel(
     let hbone = match proxy.pool.connect(request).await {
         Ok(hbone) => hbone,
         Err(error) => {
-            view.failed(&proxy.metrics, ResponseFlags::Connect, &format!("HBONE to {connect} for {authority}: {error}"));
+            view.failed(
+                &proxy.metrics,
+                ResponseFlags::Connect,
+                &format!("HBONE to {connect} for {authority}: {error}"),
+            );
             return;
         }
     };

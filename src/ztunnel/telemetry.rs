@@ -11,7 +11,8 @@ use crate::model::Identity;
 use crate::ztunnel::accesslog::AccessLogEntry;
 use crate::ztunnel::inpod::Pod;
 use crate::ztunnel::metrics::{
-    ConnectionLabels, ConnectionRecord, DenyReason, LabelValue, Metrics, Reporter, ResponseFlags, SecurityPolicy, WorkloadLabels,
+    ConnectionLabels, ConnectionRecord, DenyReason, LabelValue, Metrics, Reporter, ResponseFlags, SecurityPolicy,
+    WorkloadLabels,
 };
 use crate::ztunnel::proxy::Proxy;
 use crate::ztunnel::state::{Service, Workload};
@@ -77,7 +78,8 @@ impl ConnectionView {
             labels = labels.with_source(&workload_labels(source), identity);
         } else if let Some(identity) = identity {
             let namespace = identity.namespace.clone();
-            labels = labels.with_source(&WorkloadLabels { namespace: &namespace, ..Default::default() }, Some(identity));
+            labels =
+                labels.with_source(&WorkloadLabels { namespace: &namespace, ..Default::default() }, Some(identity));
         }
         let mut log = AccessLogEntry::new(peer, target);
         log.src_workload = source.map(|s| s.name.clone());
@@ -186,13 +188,9 @@ impl Record {
 /// Copies both ways between a downstream and an upstream TCP connection (passthrough and
 /// plaintext inbound), propagating half-close, then closes the record.
 pub async fn copy_plain(record: Record, mut downstream: TcpStream, mut upstream: TcpStream) {
-    let result = tokio::io::copy_bidirectional_with_sizes(
-        &mut downstream,
-        &mut upstream,
-        PLAIN_COPY_BUFFER,
-        PLAIN_COPY_BUFFER,
-    )
-    .await;
+    let result =
+        tokio::io::copy_bidirectional_with_sizes(&mut downstream, &mut upstream, PLAIN_COPY_BUFFER, PLAIN_COPY_BUFFER)
+            .await;
     match result {
         Ok((request, response)) => record.finish(request, response, None),
         Err(error) => {

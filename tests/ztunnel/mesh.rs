@@ -7,7 +7,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambient::controlplane::run::Controlplane;
 use ambient::sys::netns::NetnsExecutor;
 use ambient::sys::socket::{tcp_connect_in, tcp_listener_in};
 use ambient::xds::client::TokenSource;
@@ -44,10 +43,38 @@ pub struct PodSpec {
 /// second server on the client's node, and an `outsider` pod in the un-meshed `ext` namespace.
 pub fn default_pods() -> Vec<PodSpec> {
     vec![
-        PodSpec { name: "client", namespace: "shop", service_account: "client", node: "node-a", ip: Ipv4Addr::new(10, 10, 1, 1), app: "client" },
-        PodSpec { name: "server", namespace: "shop", service_account: "server", node: "node-b", ip: Ipv4Addr::new(10, 10, 2, 1), app: "server" },
-        PodSpec { name: "local-server", namespace: "shop", service_account: "server", node: "node-a", ip: Ipv4Addr::new(10, 10, 1, 2), app: "local" },
-        PodSpec { name: "outsider", namespace: "ext", service_account: "default", node: "node-b", ip: Ipv4Addr::new(10, 10, 2, 9), app: "outsider" },
+        PodSpec {
+            name: "client",
+            namespace: "shop",
+            service_account: "client",
+            node: "node-a",
+            ip: Ipv4Addr::new(10, 10, 1, 1),
+            app: "client",
+        },
+        PodSpec {
+            name: "server",
+            namespace: "shop",
+            service_account: "server",
+            node: "node-b",
+            ip: Ipv4Addr::new(10, 10, 2, 1),
+            app: "server",
+        },
+        PodSpec {
+            name: "local-server",
+            namespace: "shop",
+            service_account: "server",
+            node: "node-a",
+            ip: Ipv4Addr::new(10, 10, 1, 2),
+            app: "local",
+        },
+        PodSpec {
+            name: "outsider",
+            namespace: "ext",
+            service_account: "default",
+            node: "node-b",
+            ip: Ipv4Addr::new(10, 10, 2, 9),
+            app: "outsider",
+        },
     ]
 }
 
@@ -97,11 +124,7 @@ impl Mesh {
         Self::start_with(default_pods(), extra, |_| {}).await
     }
 
-    pub async fn start_with(
-        pods: Vec<PodSpec>,
-        extra: &[(&str, &str)],
-        tune: impl Fn(&mut ZtunnelConfig),
-    ) -> Mesh {
+    pub async fn start_with(pods: Vec<PodSpec>, extra: &[(&str, &str)], tune: impl Fn(&mut ZtunnelConfig)) -> Mesh {
         let yaml = mesh_yaml(&pods);
         let mut files: Vec<(&str, &str)> = vec![("mesh.yaml", &yaml)];
         files.extend_from_slice(extra);
@@ -145,10 +168,22 @@ impl Mesh {
             let ztunnel = start(config).expect("ztunnel starts");
             ztunnels.insert(node, ztunnel);
         }
-        let mesh = Mesh { controlplane: Some(controlplane), stopped: None, net, pods: test_pods, ztunnels, exec, agents, _sockets: sockets };
+        let mesh = Mesh {
+            controlplane: Some(controlplane),
+            stopped: None,
+            net,
+            pods: test_pods,
+            ztunnels,
+            exec,
+            agents,
+            _sockets: sockets,
+        };
         for (node, ztunnel) in &mesh.ztunnels {
             let mut ready = ztunnel.ready();
-            tokio::time::timeout(WAIT, ready.wait_for(|r| *r)).await.unwrap_or_else(|_| panic!("{node} ready")).unwrap();
+            tokio::time::timeout(WAIT, ready.wait_for(|r| *r))
+                .await
+                .unwrap_or_else(|_| panic!("{node} ready"))
+                .unwrap();
             let expected = mesh.pods.values().filter(|(s, _)| s.node == *node && s.namespace == "shop").count();
             let mut count = ztunnel.pods.count();
             tokio::time::timeout(WAIT, count.wait_for(|c| *c == expected))
@@ -184,9 +219,10 @@ impl Mesh {
 
     /// Runs an echo server on `port` inside `pod`; returns when it listens.
     pub async fn serve_echo(&self, pod: &str, port: u16) {
-        let listener = tcp_listener_in(&self.exec, &self.pod(pod).netns(), SocketAddr::from(([0, 0, 0, 0], port)), false)
-            .await
-            .expect("echo server listens in the pod");
+        let listener =
+            tcp_listener_in(&self.exec, &self.pod(pod).netns(), SocketAddr::from(([0, 0, 0, 0], port)), false)
+                .await
+                .expect("echo server listens in the pod");
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { return };
@@ -272,7 +308,6 @@ fn spawn_agent(
             let Ok(mut connection) = listener.accept().await else { continue };
             let snapshot: Vec<_> = pods.lock().unwrap().clone();
             for (info, netns) in &snapshot {
-                use std::os::fd::AsFd;
                 connection.add(info, netns.as_fd()).await.expect("ztunnel acks the pod");
             }
             connection.snapshot_sent().await.expect("ztunnel acks the snapshot");

@@ -97,7 +97,7 @@ fn translate_rule(rule: &Rule, action: Action, namespace: &str) -> Option<XdsRul
                 ..Default::default()
             }
         });
-        clauses.push(Clause { matches: matches.collect() });
+        push_clause(&mut clauses, matches.collect());
     }
     if !rule.from.is_empty() {
         let matches = rule.from.iter().map(|from| {
@@ -117,18 +117,28 @@ fn translate_rule(rule: &Rule, action: Action, namespace: &str) -> Option<XdsRul
                 ..Default::default()
             }
         });
-        clauses.push(Clause { matches: matches.collect() });
+        push_clause(&mut clauses, matches.collect());
     }
     for condition in &rule.when {
         uses_l7 |= !L4_CONDITION_KEYS.contains(&condition.key.as_str());
-        clauses.push(Clause { matches: vec![condition_match(condition)] });
+        push_clause(&mut clauses, vec![condition_match(condition)]);
     }
     // See the module documentation: an ALLOW rule that needs L7 never matches at L4.
     (!(uses_l7 && action == Action::Allow)).then_some(XdsRule { clauses })
 }
 
-/// A `when` condition on an L4 key; other keys yield an empty match (which matches anything,
-/// the intended effect in a DENY policy; in an ALLOW policy the whole rule is dropped).
+/// Adds a clause (any of `matches`), unless one of them is empty: an empty match stands for
+/// "anything" (an empty source, or an L7-only operation or condition whose L7 part was
+/// removed), so the clause would match anything and is left out. ztunnel treats an empty match
+/// as matching nothing, so sending it would make a DENY rule never fire.
+fn push_clause(clauses: &mut Vec<Clause>, matches: Vec<Match>) {
+    if !matches.iter().any(|m| *m == Match::default()) {
+        clauses.push(Clause { matches });
+    }
+}
+
+/// A `when` condition on an L4 key; other keys yield an empty match (anything: the intended
+/// effect in a DENY policy; in an ALLOW policy the whole rule is dropped).
 fn condition_match(c: &Condition) -> Match {
     let mut m = Match::default();
     match c.key.as_str() {
