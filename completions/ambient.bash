@@ -1860,7 +1860,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__ztunnel)
-            opts="-h -V --xds-address --ca-address --node-name --token-file --root-cert --zds-socket --admin-address --metrics-address --readiness-address --worker-threads --log-level --log-format --help --version"
+            opts="-h -V --xds-address --ca-address --node-name --token-file --root-cert --server-name --zds-socket --admin-address --admin-port --metrics-address --metrics-port --readiness-address --readiness-port --worker-threads --trust-domain --cluster-id --network --access-log --packet-mark --cert-ttl --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1886,6 +1886,10 @@ _ambient() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --zds-socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1894,7 +1898,15 @@ _ambient() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --admin-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --metrics-address)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-port)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1902,7 +1914,35 @@ _ambient() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --readiness-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --worker-threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust-domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cluster-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --network)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --access-log)
+                    COMPREPLY=($(compgen -W "off text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --packet-mark)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cert-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

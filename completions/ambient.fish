@@ -283,14 +283,26 @@ complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -s h -l he
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l xds-address -d 'Control plane xDS address' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l ca-address -d 'Certificate authority address (default: the xDS address)' -r
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l node-name -d 'This node\'s name' -r
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l token-file -d 'Service account token presented to the control plane' -r -F
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l root-cert -d 'Root certificate of the control plane' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l node-name -d 'This node\'s name (ztunnel serves, and gets certificates for, the pods of this node)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l token-file -d 'Service account token presented to the control plane (read again on every reconnect)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l root-cert -d 'Root certificate (PEM) of the control plane and of the mesh' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l server-name -d 'Name to verify in the control plane\'s certificate [default: the address\'s host]' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l zds-socket -d 'The CNI agent\'s ZDS socket to connect to' -r -F
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l admin-address -d 'Admin API listen address (localhost only)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l admin-address -d 'Admin API listen address (config dump; keep it on localhost)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l admin-port -d 'Admin API port (shorthand for --admin-address 127.0.0.1:PORT)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l metrics-address -d 'Prometheus metrics listen address' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l metrics-port -d 'Prometheus metrics port (shorthand for --metrics-address [::]:PORT)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l readiness-address -d 'Readiness listen address' -r
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l worker-threads -d 'Data-path worker threads (default: number of CPUs)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l readiness-port -d 'Readiness port (shorthand for --readiness-address [::]:PORT)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l worker-threads -d 'Data-path worker threads [default: number of CPUs]' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l trust-domain -d 'Trust domain of the mesh' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l cluster-id -d 'Cluster id (as the control plane names workloads)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l network -d 'Network of this node\'s pods' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l access-log -d 'Access log: one line per connection when it closes' -r -f -a "off\t''
+text\t''
+json\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l packet-mark -d 'Mark on connections ztunnel opens for pods, which their redirect rules let through' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l cert-ttl -d 'Lifetime asked for workload certificates (e.g. 24h, 90m)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"

@@ -9,7 +9,6 @@ mod cp;
 #[allow(dead_code)]
 #[path = "ztunnel/mesh.rs"]
 mod mesh;
-#[allow(dead_code)]
 mod support;
 
 use std::net::SocketAddr;

@@ -37,7 +37,7 @@ pub enum StartError {
     #[error("xDS client for {address}: {source}")]
     Xds { address: String, source: crate::xds::client::ClientError },
     #[error("CA client for {address}: {source}")]
-    Ca { address: String, source: crate::ztunnel::certs::CertError },
+    Ca { address: String, source: Box<crate::ztunnel::certs::CertError> },
     #[error("admin servers: {0}")]
     Admin(#[from] crate::ztunnel::admin::AdminError),
     #[error("cannot start the network-namespace thread: {0}")]
@@ -135,7 +135,7 @@ pub fn start(config: ZtunnelConfig) -> Result<Ztunnel, StartError> {
         ttl: config.cert_ttl,
         refresh_fraction: 0.5,
     })
-    .map_err(|source| StartError::Ca { address: config.ca_address.clone(), source })?;
+    .map_err(|source| StartError::Ca { address: config.ca_address.clone(), source: Box::new(source) })?;
     let netns = NetnsExecutor::start("ztunnel-netns").map_err(StartError::Netns)?;
     let proxy = Arc::new(Proxy {
         pool: HbonePool::new(config.pool.clone()),
@@ -168,7 +168,7 @@ pub fn start(config: ZtunnelConfig) -> Result<Ztunnel, StartError> {
     };
     // Not `block_on`: `start` may be called from async code (tests), where that would panic.
     let (sender, receiver) = std::sync::mpsc::channel();
-    let admin_config = config.admin.clone();
+    let admin_config = config.admin;
     let admin_ready = ready.clone();
     control.spawn(async move {
         let _ = sender.send(start_admin(admin_config, dump, Arc::new(registry), admin_ready).await);
