@@ -81,6 +81,7 @@ pub fn default_pods() -> Vec<PodSpec> {
 pub const TOKENS: &str = "\
 ztunnel-a istio-system/ztunnel node=node-a
 ztunnel-b istio-system/ztunnel node=node-b
+server-token shop/server
 ";
 
 fn mesh_yaml(pods: &[PodSpec]) -> String {
