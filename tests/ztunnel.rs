@@ -251,12 +251,11 @@ async fn certificates_rotate_under_traffic_without_dropping_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traffic_keeps_flowing_through_a_control_plane_outage() {
+async fn traffic_keeps_flowing_through_a_control_plane_outage_and_xds_reconnects() {
     let mut mesh = Mesh::start(&[]).await;
     mesh.serve_echo("server", APP_PORT).await;
     mesh.serve_echo("local-server", APP_PORT).await;
     assert!(reaches(&mesh, "client", vip()).await);
-    // The node-b certificate is fetched when its pod was added; make sure both sides have theirs.
     assert!(reaches(&mesh, "client", addr(&mesh, "local-server", APP_PORT)).await);
     mesh.stop_controlplane().await;
     for _ in 0..3 {
@@ -265,22 +264,66 @@ async fn traffic_keeps_flowing_through_a_control_plane_outage() {
     }
     let (status, _) = cp::get(mesh.ztunnel("node-a").readiness_address(), "/healthz/ready").await;
     assert_eq!(status, 200, "still ready during the outage");
+
+    // Back: both ztunnels reconnect on their own and take new config.
+    mesh.restart_controlplane().await;
+    let deny = r#"
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: shop}
+spec: {action: DENY, rules: [{}]}
+"#;
+    mesh.set_policy("deny.yaml", deny, "shop/deny-all", true).await;
+    assert!(!reaches(&mesh, "client", vip()).await, "config from the restarted control plane applies");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_removed_pod_stops_being_served() {
+async fn an_agent_restart_keeps_pods_served_and_resends_the_snapshot() {
     let mesh = Mesh::start(&[]).await;
+    mesh.serve_echo("server", APP_PORT).await;
+    mesh.serve_echo("local-server", APP_PORT).await;
+    let ztunnel = mesh.ztunnel("node-a");
+    let mut zds = ztunnel.zds_status();
+    mesh.restart_agent("node-a", Duration::from_millis(800));
+    tokio::time::timeout(WAIT, zds.wait_for(|s| !s.connected)).await.expect("the agent went away").unwrap();
+    assert!(reaches(&mesh, "client", vip()).await, "pods stay served while the agent is away");
+    assert!(reaches(&mesh, "server", addr(&mesh, "local-server", APP_PORT)).await, "inbound too");
+    tokio::time::timeout(WAIT, zds.wait_for(|s| s.connected && s.snapshot_received))
+        .await
+        .expect("ztunnel reconnects and receives the snapshot")
+        .unwrap();
+    assert_eq!(*ztunnel.pods.count().borrow(), 2, "the snapshot keeps both pods");
+    assert!(reaches(&mesh, "client", vip()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_pod_stops_being_served_and_its_connections_drain() {
+    let drain = Duration::from_secs(2);
+    let mesh = Mesh::start_with(default_pods(), &[], |config| config.drain_timeout = drain).await;
     mesh.serve_echo("local-server", APP_PORT).await;
     let local = addr(&mesh, "local-server", APP_PORT);
     assert!(reaches(&mesh, "client", local).await);
+    let mut open = mesh.connect("client", local).await.unwrap();
+    let mut echo = async |stream: &mut tokio::net::TcpStream| -> bool {
+        let mut buf = [0u8; 5];
+        stream.write_all(b"alive").await.is_ok()
+            && matches!(tokio::time::timeout(WAIT, stream.read_exact(&mut buf)).await, Ok(Ok(_)))
+    };
+    assert!(echo(&mut open).await);
+
     mesh.delete_pod("local-server");
     let mut count = mesh.ztunnel("node-a").pods.count();
     tokio::time::timeout(WAIT, count.wait_for(|c| *c == 1)).await.expect("pod removed in time").unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let removed = tokio::time::Instant::now();
+    // New connections stop at once (listeners closed, pooled HBONE connection told GOAWAY)...
     while reaches(&mesh, "client", local).await {
-        assert!(tokio::time::Instant::now() < deadline, "the removed pod's listeners close");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(removed.elapsed() < Duration::from_secs(1), "new connections refused well before the drain ends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // ...while the open one drains, and is cut when the drain time is over.
+    assert!(echo(&mut open).await, "an open connection keeps working during the drain");
+    tokio::time::sleep(drain + Duration::from_millis(500)).await;
+    assert!(!echo(&mut open).await, "cut after the drain time");
 }
 
 #[path = "ztunnel/hostile.rs"]

@@ -11,7 +11,7 @@ use http::StatusCode;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use crate::hbone::{InboundHandler, InboundRequest, Responder, bridge, serve_connection};
+use crate::hbone::{InboundHandler, InboundRequest, Responder, bridge, serve_connection_until};
 use crate::sys::socket::original_dst;
 use crate::ztunnel::authz::{ConnectionAttrs, Decision};
 use crate::ztunnel::config::{HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
@@ -142,7 +142,9 @@ pub async fn serve_hbone(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStream, 
         }
     };
     let handler = Arc::new(HboneInbound { proxy: proxy.clone(), pod: pod.clone() });
-    if let Err(error) = serve_connection(tls, peer, local, handler, Default::default()).await {
+    // A removed pod's connections announce GOAWAY: open streams finish, new ones go elsewhere.
+    let retired = pod.retired();
+    if let Err(error) = serve_connection_until(tls, peer, local, handler, Default::default(), retired).await {
         debug!(pod = %pod.info.name, %peer, %error, "inbound HBONE connection ended with an error");
     }
 }

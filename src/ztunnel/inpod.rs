@@ -32,6 +32,9 @@ pub struct Pod {
     pub netns: Netns,
     /// The pod's uid in xDS (`<cluster>//Pod/<ns>/<name>`).
     pub xds_uid: String,
+    /// Turns true when the pod is removed: HBONE connections send GOAWAY and take no new
+    /// streams.
+    pub retired: watch::Receiver<bool>,
     /// Turns true when the pod's drain time is over: its connections end.
     pub cut: watch::Receiver<bool>,
     /// Server TLS configuration for 15008, rebuilt when the pod's certificate changes.
@@ -39,6 +42,12 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Resolves when the pod is removed (its connections drain from then on).
+    pub async fn retired(&self) {
+        let mut retired = self.retired.clone();
+        let _ = retired.wait_for(|retired| *retired).await;
+    }
+
     /// Resolves when the pod's connections must end.
     pub async fn cut(&self) {
         let mut cut = self.cut.clone();
@@ -50,6 +59,7 @@ impl Pod {
 struct PodEntry {
     pod: Arc<Pod>,
     accept_loops: Vec<JoinHandle<()>>,
+    retired: watch::Sender<bool>,
     cut: watch::Sender<bool>,
 }
 
@@ -59,6 +69,7 @@ impl PodEntry {
         for task in &self.accept_loops {
             task.abort();
         }
+        let _ = self.retired.send(true);
         let cut = self.cut;
         data.spawn(async move {
             tokio::time::sleep(drain).await;
@@ -123,11 +134,13 @@ impl PodManager {
         let identity = Identity::new(&self.proxy.config.trust_domain, &info.namespace, &info.service_account)
             .map_err(|e| format!("pod {}/{}: no valid identity: {e}", info.namespace, info.name))?;
         let (cut_sender, cut) = watch::channel(false);
+        let (retired_sender, retired) = watch::channel(false);
         let pod = Arc::new(Pod {
             xds_uid: self.proxy.pod_uid(&info.namespace, &info.name),
             info,
             identity,
             netns,
+            retired,
             cut,
             server_tls: Mutex::new(None),
         });
@@ -161,7 +174,7 @@ impl PodManager {
                 warn!(identity = %id, %error, "cannot fetch the pod's certificate yet; will retry on first use");
             }
         });
-        Ok(PodEntry { pod, accept_loops, cut: cut_sender })
+        Ok(PodEntry { pod, accept_loops, retired: retired_sender, cut: cut_sender })
     }
 
     fn spawn_accept(&self, listener: TcpListener, pod: Arc<Pod>, kind: Listener) -> JoinHandle<()> {
@@ -238,16 +251,12 @@ impl PodHandler for PodManager {
     }
 
     fn del(&self, uid: &str) -> BoxFuture<'_, ()> {
-        let removed = {
-            let mut pods = self.lock();
-            let removed = pods.remove(uid);
-            self.publish_count(&pods);
-            removed
-        };
-        if let Some(entry) = removed {
+        let mut pods = self.lock();
+        if let Some(entry) = pods.remove(uid) {
             info!(%uid, pod = %entry.pod.info.name, "pod removed; draining its connections");
             entry.retire(&self.data, self.proxy.config.drain_timeout);
         }
+        self.publish_count(&pods);
         Box::pin(async {})
     }
 

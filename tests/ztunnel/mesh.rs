@@ -82,6 +82,7 @@ pub const TOKENS: &str = "\
 ztunnel-a istio-system/ztunnel node=node-a
 ztunnel-b istio-system/ztunnel node=node-b
 server-token shop/server
+ztunnel-c istio-system/ztunnel node=node-c
 ";
 
 fn mesh_yaml(pods: &[PodSpec]) -> String {
@@ -105,10 +106,14 @@ fn mesh_yaml(pods: &[PodSpec]) -> String {
 /// Commands to a node's stand-in CNI agent.
 enum AgentCommand {
     Del(String),
+    /// Go away for this long, then listen again (an agent restart).
+    Restart(Duration),
 }
 
 pub struct Mesh {
     controlplane: Option<ControlplaneFixture>,
+    /// Where the control plane listens (kept across a restart).
+    xds_address: SocketAddr,
     /// The control plane's folder, kept after it is stopped.
     stopped: Option<TempDir>,
     pub net: TestNet,
@@ -169,8 +174,10 @@ impl Mesh {
             let ztunnel = start(config).expect("ztunnel starts");
             ztunnels.insert(node, ztunnel);
         }
+        let xds_address = controlplane.controlplane.xds_address;
         let mesh = Mesh {
             controlplane: Some(controlplane),
+            xds_address,
             stopped: None,
             net,
             pods: test_pods,
@@ -278,6 +285,19 @@ impl Mesh {
         self.agents[spec.node].send(AgentCommand::Del(pod_info(spec).uid)).unwrap();
     }
 
+    /// Restarts `node`'s agent: it is gone for `down_for`, then serves a fresh snapshot.
+    pub fn restart_agent(&self, node: &str, down_for: Duration) {
+        self.agents[node].send(AgentCommand::Restart(down_for)).unwrap();
+    }
+
+    /// Restarts the stopped control plane on its old address, with its old files and root.
+    pub async fn restart_controlplane(&mut self) {
+        let dir = self.stopped.take().expect("the control plane was stopped");
+        let address = self.xds_address;
+        let controlplane = ControlplaneFixture::start_in(dir.path(), address).await;
+        self.controlplane = Some(ControlplaneFixture { dir, controlplane });
+    }
+
     /// Prometheus text of `node`'s ztunnel.
     pub async fn metrics(&self, node: &str) -> String {
         let (status, body) = crate::cp::get(self.ztunnel(node).metrics_address(), "/metrics").await;
@@ -296,27 +316,45 @@ pub fn pod_info(spec: &PodSpec) -> PodInfo {
 }
 
 /// A stand-in CNI node agent: on each ztunnel connection, the snapshot of `pods`, then deletions
-/// as commanded.
+/// as commanded; a restart drops the connection and the socket for a while, then listens again.
 fn spawn_agent(
     socket: &std::path::Path,
     pods: Vec<(PodInfo, ambient::sys::netns::Netns)>,
 ) -> mpsc::UnboundedSender<AgentCommand> {
-    let listener = ZdsListener::bind(socket).expect("agent socket binds");
+    let socket = socket.to_path_buf();
+    // Bound before ztunnel starts, so its first connect finds the socket.
+    let mut listener = Some(ZdsListener::bind(&socket).expect("agent socket binds"));
     let (sender, mut commands) = mpsc::unbounded_channel();
-    let pods = Arc::new(std::sync::Mutex::new(pods));
+    let mut pods = pods;
     tokio::spawn(async move {
         loop {
-            let Ok(mut connection) = listener.accept().await else { continue };
-            let snapshot: Vec<_> = pods.lock().unwrap().clone();
-            for (info, netns) in &snapshot {
+            let bound = match listener.take() {
+                Some(bound) => bound,
+                None => ZdsListener::bind(&socket).expect("agent socket binds again"),
+            };
+            let Ok(mut connection) = bound.accept().await else {
+                listener = Some(bound);
+                continue;
+            };
+            for (info, netns) in &pods {
                 connection.add(info, netns.as_fd()).await.expect("ztunnel acks the pod");
             }
             connection.snapshot_sent().await.expect("ztunnel acks the snapshot");
-            while let Some(AgentCommand::Del(uid)) = commands.recv().await {
-                pods.lock().unwrap().retain(|(info, _)| info.uid != uid);
-                connection.del(&uid).await.expect("ztunnel acks the deletion");
+            loop {
+                match commands.recv().await {
+                    Some(AgentCommand::Del(uid)) => {
+                        pods.retain(|(info, _)| info.uid != uid);
+                        connection.del(&uid).await.expect("ztunnel acks the deletion");
+                    }
+                    Some(AgentCommand::Restart(down_for)) => {
+                        drop(connection);
+                        drop(bound);
+                        tokio::time::sleep(down_for).await;
+                        break;
+                    }
+                    None => return,
+                }
             }
-            return;
         }
     });
     sender
