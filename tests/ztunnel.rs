@@ -304,7 +304,7 @@ async fn a_removed_pod_stops_being_served_and_its_connections_drain() {
     let local = addr(&mesh, "local-server", APP_PORT);
     assert!(reaches(&mesh, "client", local).await);
     let mut open = mesh.connect("client", local).await.unwrap();
-    let mut echo = async |stream: &mut tokio::net::TcpStream| -> bool {
+    let echo = async |stream: &mut tokio::net::TcpStream| -> bool {
         let mut buf = [0u8; 5];
         stream.write_all(b"alive").await.is_ok()
             && matches!(tokio::time::timeout(WAIT, stream.read_exact(&mut buf)).await, Ok(Ok(_)))
