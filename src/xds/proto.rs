@@ -48,6 +48,10 @@ pub const ADDRESS_TYPE: &str = "type.googleapis.com/istio.workload.Address";
 /// Type URL of `istio.security.Authorization` resources (L4 policies).
 pub const AUTHORIZATION_TYPE: &str = "type.googleapis.com/istio.security.Authorization";
 
+/// Key of the CA request metadata by which a node proxy asks for a certificate on behalf of a
+/// pod on its node (Istio's name).
+pub const IMPERSONATED_IDENTITY: &str = "ImpersonatedIdentity";
+
 /// Wraps an encoded message as an `Any` of `type_url`.
 pub fn to_any(type_url: &str, message: &impl prost::Message) -> Any {
     Any { type_url: type_url.to_string(), value: message.encode_to_vec().into() }

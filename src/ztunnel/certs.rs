@@ -19,14 +19,14 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 use tracing::{info, warn};
 
-use crate::controlplane::ca::IMPERSONATED_IDENTITY;
 use crate::model::Identity;
 use crate::tls::pem::cert_to_pem;
 use crate::tls::{TrustRoots, WorkloadCertificate};
-use crate::xds::client::TokenSource;
+use crate::xds::client::{TlsOptions, TokenSource, control_plane_endpoint};
+use crate::xds::proto::IMPERSONATED_IDENTITY;
 use crate::xds::proto::ca::IstioCertificateRequest;
 use crate::xds::proto::ca::istio_certificate_service_client::IstioCertificateServiceClient;
 use crate::xds::proto::google::protobuf::{Struct, Value, value::Kind};
@@ -240,20 +240,13 @@ fn valid(cert: &WorkloadCertificate) -> bool {
     SystemTime::now() < cert.not_after()
 }
 
-/// A tonic endpoint for `address` over TLS verified with `root_pem` (as the xDS client dials).
+/// A tonic endpoint for the CA at `address` over TLS verified with `root_pem`, as the xDS client
+/// dials the control plane.
 pub fn grpc_endpoint(address: &str, root_pem: &[u8], server_name: Option<&str>) -> Result<Endpoint, CertError> {
-    let endpoint = Endpoint::from_shared(address.to_string())
-        .map_err(|e| CertError::Config(format!("invalid CA address {address:?}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10));
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(root_pem));
-    if let Some(name) = server_name {
-        tls = tls.domain_name(name);
-    }
-    endpoint.tls_config(tls).map_err(|e| CertError::Config(format!("TLS settings for the CA at {address}: {e}")))
+    let tls = TlsOptions { root_ca_pem: root_pem.to_vec(), server_name: server_name.map(str::to_string) };
+    let endpoint = control_plane_endpoint(address, CONNECT_TIMEOUT, Some(&tls))
+        .map_err(|e| CertError::Config(format!("the CA at {address}: {e}")))?;
+    Ok(endpoint.timeout(REQUEST_TIMEOUT))
 }
 
 /// Keeps the certificate of `id` fresh until aborted.

@@ -74,6 +74,23 @@ fn admit(proxy: &Proxy, pod: &Pod, target: SocketAddr, attrs: &ConnectionAttrs) 
     }
 }
 
+/// Connects to the application at `target` from inside the pod; a failure is counted and logged.
+async fn connect_app(
+    proxy: &Proxy,
+    pod: &Pod,
+    target: SocketAddr,
+    view: ConnectionView,
+) -> Option<(TcpStream, ConnectionView)> {
+    match proxy.connect_from(&pod.netns, target).await {
+        Ok(upstream) => Some((upstream, view)),
+        Err(error) => {
+            let reason = format!("connect to the application at {target}: {error}");
+            view.failed(&proxy.metrics, ResponseFlags::Connect, &reason);
+            None
+        }
+    }
+}
+
 /// Plaintext from outside the mesh, captured on 15006.
 pub async fn serve_plaintext(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStream, peer: SocketAddr) {
     let target = match original_dst(&stream) {
@@ -95,18 +112,9 @@ pub async fn serve_plaintext(proxy: &Arc<Proxy>, pod: &Arc<Pod>, stream: TcpStre
             return;
         }
     };
-    let view = view.destination_pod(&workload);
-    let upstream = match proxy.connect_from(&pod.netns, target).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            view.failed(
-                &proxy.metrics,
-                ResponseFlags::Connect,
-                &format!("connect to the application at {target}: {error}"),
-            );
-            let _ = crate::sys::socket::reset_on_close(&stream);
-            return;
-        }
+    let Some((upstream, view)) = connect_app(proxy, pod, target, view.destination_pod(&workload)).await else {
+        let _ = crate::sys::socket::reset_on_close(&stream);
+        return;
     };
     copy_plain(view.open(&proxy.metrics), stream, upstream).await;
 }
@@ -204,18 +212,9 @@ async fn serve_stream(proxy: &Arc<Proxy>, pod: &Arc<Pod>, request: InboundReques
             return;
         }
     };
-    let view = view.destination_pod(&workload);
-    let upstream = match proxy.connect_from(&pod.netns, target).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            view.failed(
-                &proxy.metrics,
-                ResponseFlags::Connect,
-                &format!("connect to the application at {target}: {error}"),
-            );
-            responder.reject(StatusCode::SERVICE_UNAVAILABLE);
-            return;
-        }
+    let Some((upstream, view)) = connect_app(proxy, pod, target, view.destination_pod(&workload)).await else {
+        responder.reject(StatusCode::SERVICE_UNAVAILABLE);
+        return;
     };
     let hbone = match responder.accept() {
         Ok(hbone) => hbone,

@@ -19,8 +19,8 @@ use crate::xds::proto::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use crate::xds::proto::google::protobuf::Struct;
 use crate::xds::proto::google::protobuf::value::Kind;
 
-/// Metadata field a node proxy sets to the identity of the pod it asks for.
-pub const IMPERSONATED_IDENTITY: &str = "ImpersonatedIdentity";
+pub use crate::xds::proto::IMPERSONATED_IDENTITY;
+
 /// Default lifetime of workload certificates (Istio's).
 pub const DEFAULT_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Default longest lifetime a requester may ask for.

@@ -231,20 +231,29 @@ impl ClientConfig {
     }
 
     fn endpoint(&self) -> Result<Endpoint, ClientError> {
-        let address = &self.address;
-        let endpoint = Endpoint::from_shared(address.clone())
-            .map_err(|source| ClientError::InvalidAddress { address: address.clone(), source })?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let Some(tls) = &self.tls else { return Ok(endpoint) };
-        let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.root_ca_pem));
-        if let Some(name) = &tls.server_name {
-            config = config.domain_name(name.clone());
-        }
-        endpoint.tls_config(config).map_err(|source| ClientError::Tls { address: address.clone(), source })
+        control_plane_endpoint(&self.address, self.connect_timeout, self.tls.as_ref())
     }
+}
+
+/// A gRPC endpoint as the control plane's clients (xDS, CA) dial it: TCP_NODELAY, HTTP/2
+/// keep-alives, and, with `tls`, TLS verified against its root (and server name).
+pub fn control_plane_endpoint(
+    address: &str,
+    connect_timeout: Duration,
+    tls: Option<&TlsOptions>,
+) -> Result<Endpoint, ClientError> {
+    let endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|source| ClientError::InvalidAddress { address: address.to_string(), source })?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let Some(tls) = tls else { return Ok(endpoint) };
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.root_ca_pem));
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    endpoint.tls_config(config).map_err(|source| ClientError::Tls { address: address.to_string(), source })
 }
 
 /// What the client has done so far; watch it with [`Client::status`].
