@@ -124,15 +124,15 @@ pub struct ZtunnelArgs {
     #[arg(long, conflicts_with = "admin_address")]
     pub admin_port: Option<u16>,
     /// Prometheus metrics listen address.
-    #[arg(long, default_value = "[::]:15020")]
+    #[arg(long, default_value = "0.0.0.0:15020")]
     pub metrics_address: String,
-    /// Prometheus metrics port (shorthand for --metrics-address [::]:PORT).
+    /// Prometheus metrics port (shorthand for --metrics-address 0.0.0.0:PORT).
     #[arg(long, conflicts_with = "metrics_address")]
     pub metrics_port: Option<u16>,
     /// Readiness listen address.
-    #[arg(long, default_value = "[::]:15021")]
+    #[arg(long, default_value = "0.0.0.0:15021")]
     pub readiness_address: String,
-    /// Readiness port (shorthand for --readiness-address [::]:PORT).
+    /// Readiness port (shorthand for --readiness-address 0.0.0.0:PORT).
     #[arg(long, conflicts_with = "readiness_address")]
     pub readiness_port: Option<u16>,
     /// Data-path worker threads [default: number of CPUs].

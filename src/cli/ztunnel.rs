@@ -60,6 +60,9 @@ pub fn config(args: ZtunnelArgs) -> anyhow::Result<ZtunnelConfig> {
 
 pub fn run(args: ZtunnelArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
+    // Without these, every pod handed over would fail later; say so now.
+    crate::sys::socket::check_capabilities()
+        .context("ztunnel needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run as root or grant both)")?;
     let ztunnel = start(config).context("ztunnel")?;
     // The main thread only waits for a signal; both runtimes run on their own threads.
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -11,6 +11,7 @@ use http::StatusCode;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
+use crate::hbone::headers::parse_baggage;
 use crate::hbone::{InboundHandler, InboundRequest, Responder, bridge, serve_connection_until};
 use crate::sys::socket::original_dst;
 use crate::ztunnel::authz::{ConnectionAttrs, Decision};
@@ -203,7 +204,10 @@ async fn serve_stream(proxy: &Arc<Proxy>, pod: &Arc<Pod>, request: InboundReques
         dst_port: target.port(),
     };
     let source = proxy.state.workload_by_ip(&proxy.config.network, peer.ip());
-    let view = ConnectionView::inbound(proxy, pod, source.as_deref(), Some(&identity), peer, target);
+    let mut view = ConnectionView::inbound(proxy, pod, source.as_deref(), Some(&identity), peer, target);
+    if source.is_none() {
+        view = view.source_from_baggage(&parse_baggage(&request.headers));
+    }
     let workload = match admit(proxy, pod, target, &attrs) {
         Ok(workload) => workload,
         Err(refusal) => {

@@ -113,6 +113,27 @@ impl ConnectionView {
         self
     }
 
+    /// The source as its `baggage` header describes it, for a peer xDS does not know (another
+    /// cluster, or a proxy in front of it). The principal stays the one its certificate proved.
+    pub fn source_from_baggage(mut self, baggage: &Baggage) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let (workload, service) = (text(&baggage.workload_name), text(&baggage.service_name));
+        let (namespace, revision, cluster) =
+            (text(&baggage.namespace), text(&baggage.revision), text(&baggage.cluster_id));
+        let principal = self.log.src_identity.clone();
+        let labels = WorkloadLabels {
+            workload_name: &workload,
+            canonical_service: &service,
+            canonical_revision: &revision,
+            namespace: &namespace,
+            cluster: &cluster,
+        };
+        self.labels = self.labels.with_source(&labels, principal.as_ref());
+        self.log.src_workload = baggage.workload_name.clone();
+        self.log.src_namespace = baggage.namespace.clone();
+        self
+    }
+
     /// The destination pod's own xDS facts, once known (inbound).
     pub fn destination_pod(mut self, workload: &Workload) -> Self {
         let identity = workload.identity.clone();

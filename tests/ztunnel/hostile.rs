@@ -34,12 +34,15 @@ struct Attacker<'a> {
     mesh: &'a Mesh,
     pool: HbonePool,
     roots: TrustRoots,
+    /// Where it dials from.
+    netns: ambient::sys::netns::Netns,
 }
 
 impl<'a> Attacker<'a> {
     fn new(mesh: &'a Mesh) -> Self {
         let roots = mesh.ztunnel("node-a").proxy.roots.clone();
-        Attacker { mesh, pool: HbonePool::new(PoolConfig::default()), roots }
+        let netns = mesh.pod("outsider").netns();
+        Attacker { mesh, pool: HbonePool::new(PoolConfig::default()), roots, netns }
     }
 
     async fn connect(
@@ -49,7 +52,7 @@ impl<'a> Attacker<'a> {
         headers: http::HeaderMap,
     ) -> Result<ambient::hbone::HboneStream, HboneError> {
         let exec = self.mesh.exec.clone();
-        let netns = self.mesh.pod("outsider").netns();
+        let netns = self.netns.clone();
         let dial: Dialer = Arc::new(move |dst| {
             let exec = exec.clone();
             let netns = netns.clone();
@@ -117,4 +120,34 @@ async fn hostile_hbone_input_gets_clean_errors_and_harms_nothing_else() {
 
     // And the mesh itself is unharmed.
     assert!(reaches(&mesh, "client", server).await);
+}
+
+/// A peer xDS does not know (here: the bridge address of the cluster namespace) is labelled from
+/// its `baggage` header; the principal is still the one its certificate proves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baggage_describes_a_source_that_xds_does_not_know() {
+    let mesh = Mesh::start(&[]).await;
+    mesh.serve_echo("server", APP_PORT).await;
+    let mut remote = Attacker::new(&mesh);
+    remote.netns = mesh.net.netns();
+    let mut headers = http::HeaderMap::new();
+    let baggage = "k8s.cluster.name=far,k8s.namespace.name=remote-ns,k8s.pod.name=remote-pod,service.name=remote";
+    headers.insert("baggage", http::HeaderValue::from_static(baggage));
+    let mut stream = remote
+        .connect(signed_by_mesh_root(&mesh, CLIENT), addr(&mesh, "server", APP_PORT), headers)
+        .await
+        .expect("CONNECT from outside xDS's knowledge");
+    stream.write_all(b"hi").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(answer, b"hi");
+    let labels = [
+        ("reporter", "destination"),
+        ("source_workload", "remote-pod"),
+        ("source_workload_namespace", "remote-ns"),
+        ("source_cluster", "far"),
+        ("source_principal", CLIENT),
+    ];
+    super::wait_metric(&mesh, "node-b", "istio_tcp_connections_closed_total", &labels, 1.0).await;
 }
