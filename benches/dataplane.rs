@@ -13,7 +13,6 @@ mod cp;
 #[allow(dead_code)]
 #[path = "../tests/ztunnel/mesh.rs"]
 mod mesh;
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
