@@ -291,9 +291,9 @@ complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l zds-socket -
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l admin-address -d 'Admin API listen address (config dump; keep it on localhost)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l admin-port -d 'Admin API port (shorthand for --admin-address 127.0.0.1:PORT)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l metrics-address -d 'Prometheus metrics listen address' -r
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l metrics-port -d 'Prometheus metrics port (shorthand for --metrics-address [::]:PORT)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l metrics-port -d 'Prometheus metrics port (shorthand for --metrics-address 0.0.0.0:PORT)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l readiness-address -d 'Readiness listen address' -r
-complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l readiness-port -d 'Readiness port (shorthand for --readiness-address [::]:PORT)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l readiness-port -d 'Readiness port (shorthand for --readiness-address 0.0.0.0:PORT)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l worker-threads -d 'Data-path worker threads [default: number of CPUs]' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l trust-domain -d 'Trust domain of the mesh' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l cluster-id -d 'Cluster id (as the control plane names workloads)' -r
