@@ -29,9 +29,9 @@ use crate::xds::proto::google::protobuf::{Struct, Value, value::Kind};
 /// Why the client could not start, connect, or answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("invalid xDS server address {address:?}: {source}")]
+    #[error("invalid server address {address:?}: {source}")]
     InvalidAddress { address: String, source: tonic::transport::Error },
-    #[error("TLS settings for xDS server {address}: {source}")]
+    #[error("TLS settings for {address}: {source}")]
     Tls { address: String, source: tonic::transport::Error },
     #[error("cannot read the xDS token file {}: {source}", path.display())]
     TokenFile { path: PathBuf, source: std::io::Error },

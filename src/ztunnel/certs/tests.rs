@@ -29,7 +29,11 @@ async fn invalid_configurations_are_refused_with_the_reason() {
     let root = root_pem();
     let cases: Vec<(&str, CaClientConfig, &str)> = vec![
         ("root", CaClientConfig::new("https://127.0.0.1:1", b"not pem".to_vec()), "CA root certificate"),
-        ("address", CaClientConfig::new("not a uri", root.clone()), "invalid CA address \"not a uri\""),
+        (
+            "address",
+            CaClientConfig::new("not a uri", root.clone()),
+            "the CA at not a uri: invalid server address \"not a uri\"",
+        ),
         (
             "fraction",
             CaClientConfig { refresh_fraction: 1.5, ..CaClientConfig::new("https://127.0.0.1:1", root.clone()) },
