@@ -4,6 +4,7 @@
 //! `config` / `model`. A module only uses the layers below it.
 
 pub mod cli;
+pub mod cni;
 pub mod config;
 pub mod controlplane;
 pub mod hbone;
