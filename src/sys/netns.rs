@@ -125,16 +125,6 @@ fn enter(ns: &Netns) -> io::Result<()> {
         .map_err(|e| context(e.into(), format!("setns into network namespace net:[{}]", ns.inode())))
 }
 
-/// A job for the executor thread: it receives the outcome of entering the namespace and, when
-/// that worked, runs the caller's closure and replies through its own channel.
-struct Job {
-    ns: Netns,
-    run: Box<dyn FnOnce(io::Result<()>) + Send>,
-}
-
-/// A dedicated OS thread that enters a job's network namespace and runs the job there. Cheap to
-/// clone; the thread exits when the last clone is dropped. Only namespace work belongs here:
-
 /// A command whose process enters `netns` before the program starts: for system tools such as
 /// `iptables-restore` that act on the namespace they run in. The namespace stays open until the
 /// command is dropped.
@@ -154,6 +144,15 @@ pub fn command_in(netns: &Netns, program: &str) -> std::process::Command {
     command
 }
 
+/// A job for the executor thread: it receives the outcome of entering the namespace and, when
+/// that worked, runs the caller's closure and replies through its own channel.
+struct Job {
+    ns: Netns,
+    run: Box<dyn FnOnce(io::Result<()>) + Send>,
+}
+
+/// A dedicated OS thread that enters a job's network namespace and runs the job there. Cheap to
+/// clone; the thread exits when the last clone is dropped. Only namespace work belongs here:
 /// host-namespace sockets are created on the caller's own thread.
 #[derive(Clone)]
 pub struct NetnsExecutor {
