@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 pub use self::discover::find_netns_by_ip;
 pub use self::install::{InstallConfig, InstallError};
@@ -92,6 +92,8 @@ pub(crate) struct Context {
     pub executor: NetnsExecutor,
     pub enrolled_wait: Duration,
     pub retry_interval: Duration,
+    /// True once the first pass over the synced store is done.
+    pub synced: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The running agent. Dropping it stops every task; [`Agent::shutdown`] also uninstalls the plugin.
@@ -114,6 +116,10 @@ impl Agent {
     /// is away (a restarted agent finds them again).
     pub async fn shutdown(mut self) -> Result<(), InstallError> {
         self.stop_tasks();
+        // Wait for the aborted tasks so the sockets they own are closed and removed on return.
+        for task in std::mem::take(&mut self.tasks) {
+            let _ = task.await;
+        }
         match self.install.take() {
             Some(install) => install::uninstall(&install),
             None => Ok(()),
@@ -139,6 +145,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
     let executor = NetnsExecutor::start("cni-netns").map_err(AgentError::Executor)?;
     let source = config::start(config.source).await?;
     let mesh = Mesh::new(config.mesh.clone());
+    let (synced_tx, synced) = tokio::sync::watch::channel(false);
     let context = Arc::new(Context {
         pods: Pods::new(),
         mesh: mesh.clone(),
@@ -147,6 +154,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         executor,
         enrolled_wait: config.enrolled_wait,
         retry_interval: config.retry_interval,
+        synced,
     });
 
     let zds = Arc::new(ZdsListener::bind(&config.zds_socket).map_err(|source| AgentError::Listen {
@@ -163,7 +171,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
     let mut tasks = Vec::new();
     let subscription = source.store.subscribe();
     tasks.push(tokio::spawn(async move { mesh.follow(subscription).await }));
-    tasks.push(tokio::spawn(reconcile::run(context.clone())));
+    tasks.push(tokio::spawn(reconcile::run(context.clone(), source.store.clone(), synced_tx)));
     tasks.push(tokio::spawn(zds::serve(zds.clone(), context.clone())));
     tasks.push(tokio::spawn(plugin_server::serve(plugin, context.clone())));
 
@@ -176,7 +184,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         }
         info!(bin_dir = %install.bin_dir.display(), conf_dir = %install.conf_dir.display(), "cni plugin installed");
     } else {
-        warn!("cni plugin not installed by the agent (--no-install-plugin): the host must provide it");
+        info!("cni plugin not installed by the agent: the host provides it");
     }
     info!(node = %context.node_name, zds = %config.zds_socket.display(), plugin = %config.plugin_socket.display(), "cni agent started");
     Ok(Agent { context, install: config.install, tasks, _zds: zds, _source: source })

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::Context;
 use super::pods::ActivePod;
 use crate::cni::iptables;
+use crate::config::Store;
 use crate::mesh::{MeshEvent, Workload, WorkloadKey};
 use crate::sys::netns::Netns;
 use crate::zds::PodInfo;
@@ -30,11 +32,26 @@ pub(crate) fn pod_info(workload: &Workload) -> PodInfo {
     }
 }
 
-pub(crate) async fn run(ctx: Arc<Context>) {
+/// Follows the index. `synced` turns true once the store has synced and every pod it listed
+/// then has had its first pass: a ZDS snapshot sent earlier would tell a reconnecting ztunnel
+/// to drop pods the agent has not found again yet.
+pub(crate) async fn run(ctx: Arc<Context>, store: Store, synced: watch::Sender<bool>) {
+    store.synced().await;
+    let target = store.snapshot().revision;
+    let (_, mut batches) = ctx.mesh.subscribe(|_| ());
+    while ctx.mesh.read(|index| index.revision()) < target {
+        if let Err(RecvError::Closed) = batches.recv().await {
+            return;
+        }
+    }
     let mut retry = tokio::time::interval(ctx.retry_interval);
     loop {
         let (_, mut batches) = ctx.mesh.subscribe(|_| ());
         full_pass(&ctx).await;
+        if !*synced.borrow() {
+            info!(pods = ctx.pods.active_keys().len(), "cni agent: pods of the node found; serving ztunnel");
+            synced.send_replace(true);
+        }
         loop {
             tokio::select! {
                 batch = batches.recv() => match batch {

@@ -12,17 +12,25 @@ use super::Context;
 use super::pods::ZdsUpdate;
 use crate::zds::{ZdsConnection, ZdsError, ZdsListener};
 
+/// Aborts the connection task when dropped, so aborting `serve` also ends the connection
+/// (ztunnel then sees the agent go away).
+struct ConnectionTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnectionTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub(crate) async fn serve(listener: Arc<ZdsListener>, ctx: Arc<Context>) {
-    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    let mut _current: Option<ConnectionTask> = None;
     loop {
         match listener.accept().await {
             Ok(connection) => {
-                if let Some(previous) = current.take() {
-                    // One ztunnel per node: a new connection is a restarted ztunnel.
-                    previous.abort();
-                }
+                // One ztunnel per node: a new connection is a restarted ztunnel, and replaces
+                // (drops, so aborts) the previous one.
                 info!(socket = %listener.path().display(), "cni agent: ztunnel connected");
-                current = Some(tokio::spawn(serve_connection(connection, ctx.clone())));
+                _current = Some(ConnectionTask(tokio::spawn(serve_connection(connection, ctx.clone()))));
             }
             Err(e) => {
                 warn!(error = %e, "cni agent: ztunnel connection failed before its hello");
@@ -42,6 +50,11 @@ async fn serve_connection(mut connection: ZdsConnection, ctx: Arc<Context>) {
 }
 
 async fn stream(connection: &mut ZdsConnection, ctx: &Context) -> Result<(), ZdsError> {
+    // Hold the snapshot until the agent knows its pods (see `reconcile::run`).
+    let mut synced = ctx.synced.clone();
+    if synced.wait_for(|synced| *synced).await.is_err() {
+        return Ok(());
+    }
     let (snapshot, mut updates) = ctx.pods.subscribe();
     let count = snapshot.len();
     for pod in snapshot {
