@@ -340,7 +340,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__cni)
-            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --log-level --log-format --help --version plugin help"
+            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -367,6 +367,26 @@ _ambient() {
                     return 0
                     ;;
                 --cni-conf-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --plugin-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trust-domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root-namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -315,9 +315,16 @@ complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l zds-socket -d 'The ZDS socket to listen on for ztunnel' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-bin-dir -d 'Host folder for CNI plugin binaries' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-conf-dir -d 'Host folder for CNI network configuration' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l plugin-socket -d 'Where the agent listens for the CNI plugin' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l trust-domain -d 'Trust domain of workload identities' -r
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l root-namespace -d 'Namespace whose policies apply mesh-wide' -r
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l context -d 'Kubernetes context (kube mode)' -r
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l kubeconfig -d 'Kubeconfig file (kube mode; default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l install-plugin -d 'Install the plugin binary and its conflist entry on start, remove them on exit [default: on with --config-source kube, off with files]'
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l no-install-plugin -d 'Do not install the plugin (the host provides it)'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -f -a "plugin" -d 'Act as the chained CNI plugin (CNI_COMMAND and friends in the environment, config on stdin)'

@@ -184,6 +184,28 @@ pub struct CniArgs {
     /// Host folder for CNI network configuration.
     #[arg(long, default_value = "/etc/cni/net.d")]
     pub cni_conf_dir: PathBuf,
+    /// Where the agent listens for the CNI plugin.
+    #[arg(long, env = "AMBIENT_CNI_PLUGIN_SOCKET", default_value = crate::cni::protocol::DEFAULT_AGENT_SOCKET)]
+    pub plugin_socket: PathBuf,
+    /// Install the plugin binary and its conflist entry on start, remove them on exit
+    /// [default: on with --config-source kube, off with files].
+    #[arg(long, conflicts_with = "no_install_plugin")]
+    pub install_plugin: bool,
+    /// Do not install the plugin (the host provides it).
+    #[arg(long)]
+    pub no_install_plugin: bool,
+    /// Trust domain of workload identities.
+    #[arg(long, env = "AMBIENT_TRUST_DOMAIN", default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Namespace whose policies apply mesh-wide.
+    #[arg(long, env = "AMBIENT_ROOT_NAMESPACE", default_value = "istio-system")]
+    pub root_namespace: String,
+    /// Kubernetes context (kube mode).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Kubeconfig file (kube mode; default: in-cluster, then $KUBECONFIG, then ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +218,6 @@ pub enum CniCommand {
 pub fn run_cni(args: CniArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Some(CniCommand::Plugin) => not_implemented("cni plugin"),
-        None => not_implemented("cni"),
+        None => super::cni::run(args),
     }
 }

@@ -4,6 +4,7 @@
 //! whose issue has not landed exits with status 2 and says so ([`not_implemented`]).
 
 pub mod analyze;
+pub mod cni;
 pub mod completions;
 pub mod components;
 pub mod controlplane;
