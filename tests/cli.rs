@@ -70,7 +70,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["local", "exec", "frontend", "--", "true"],
         &["local", "logs", "frontend"],
         &["cni"],
-        &["cni", "plugin"],
     ];
     for args in cases {
         ambient()

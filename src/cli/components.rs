@@ -195,7 +195,7 @@ pub enum CniCommand {
 
 pub fn run_cni(args: CniArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(CniCommand::Plugin) => not_implemented("cni plugin"),
+        Some(CniCommand::Plugin) => Ok(crate::cni::plugin::main()),
         None => not_implemented("cni"),
     }
 }

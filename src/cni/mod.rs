@@ -5,4 +5,6 @@
 //! `protocol`: plugin <-> agent messages; `iptables`: the in-pod redirection rules;
 //! `plugin`: the CNI spec side; `agent`: pods of the node, ZDS to ztunnel, plugin requests.
 
+pub mod iptables;
+pub mod plugin;
 pub mod protocol;
