@@ -125,6 +125,25 @@ fn enter(ns: &Netns) -> io::Result<()> {
         .map_err(|e| context(e.into(), format!("setns into network namespace net:[{}]", ns.inode())))
 }
 
+/// A command whose process enters `netns` before the program starts: for system tools such as
+/// `iptables-restore` that act on the namespace they run in. The namespace stays open until the
+/// command is dropped.
+pub fn command_in(netns: &Netns, program: &str) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(program);
+    let keep_open = netns.inner.clone();
+    // SAFETY: the closure runs in the forked child between fork and exec, where only
+    // async-signal-safe calls are allowed: setns is a single system call, and the descriptor it
+    // borrows is kept open by `keep_open`, which the closure owns. It allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = BorrowedFd::borrow_raw(keep_open.fd.as_raw_fd());
+            setns(fd, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+        });
+    }
+    command
+}
+
 /// A job for the executor thread: it receives the outcome of entering the namespace and, when
 /// that worked, runs the caller's closure and replies through its own channel.
 struct Job {

@@ -6,9 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
-use nix::sched::{CloneFlags, unshare};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,18 +17,7 @@ use super::socket::{
     tcp_listener_in,
 };
 
-/// A new, empty network namespace with `lo` up. The namespace lives as long as the handle.
-fn fresh_netns() -> Netns {
-    std::thread::spawn(|| {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): tests need root");
-        // The child process starts in this thread's namespace.
-        let status = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("run `ip` (iproute2)");
-        assert!(status.success(), "ip link set lo up: {status}");
-        Netns::current().expect("open the new namespace")
-    })
-    .join()
-    .expect("namespace thread")
-}
+use super::testing::fresh_netns;
 
 fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
