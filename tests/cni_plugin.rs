@@ -54,7 +54,9 @@ impl StandInAgent {
                 BufReader::new(&stream).read_line(&mut line).expect("read plugin request");
                 let request: PluginRequest = serde_json::from_str(&line).expect("plugin request is protocol JSON");
                 let answer = match &request {
-                    PluginRequest::Enrolled { name, .. } => AgentResponse::Enrolled { enrolled: enrolled.contains(name) },
+                    PluginRequest::Enrolled { name, .. } => {
+                        AgentResponse::Enrolled { enrolled: enrolled.contains(name) }
+                    }
                     PluginRequest::Added { .. } if refuse_added => {
                         AgentResponse::Error { message: "stand-in agent refuses Added".into() }
                     }
@@ -164,7 +166,13 @@ impl Runtime {
             .env("CNI_CONTAINERID", format!("container-{}", pod.name))
             .env("CNI_NETNS", netns)
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_ARGS", format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={};K8S_POD_UID=uid-{}", pod.name, pod.name))
+            .env(
+                "CNI_ARGS",
+                format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME={};K8S_POD_UID=uid-{}",
+                    pod.name, pod.name
+                ),
+            )
             .env("CNI_PATH", self.cni_path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -327,8 +335,9 @@ fn enrolled_pod_gets_its_address_and_the_redirection_and_del_removes_it() {
     let (_, peer) = accept_within(&inbound).expect("inbound connection captured on 15006");
     assert_eq!(peer.ip(), IpAddr::V4(CNI_GATEWAY));
     let hbone_addr = pod.addr(15008);
-    let _to_hbone = in_namespace(runtime.net.ns_name(), || TcpStream::connect_timeout(&hbone_addr, Duration::from_secs(5)))
-        .expect("connect to the pod's 15008");
+    let _to_hbone =
+        in_namespace(runtime.net.ns_name(), || TcpStream::connect_timeout(&hbone_addr, Duration::from_secs(5)))
+            .expect("connect to the pod's 15008");
     assert!(accept_within(&hbone).is_some(), "15008 reached directly");
     assert!(nothing_pending(&inbound), "15008 must not be redirected to 15006");
 
@@ -367,7 +376,10 @@ fn non_enrolled_pod_is_untouched() {
     let result = runtime.add(&pod).unwrap_or_else(|run| panic!("ADD failed: {} {}", run.stdout, run.stderr));
     assert!(result["ips"][0]["address"].as_str().unwrap().starts_with("10.88.0."), "{result}");
     assert_eq!(nat_rules(&pod), before, "a non-enrolled pod's nat table is untouched");
-    assert_eq!(agent.take_requests(), vec![PluginRequest::Enrolled { namespace: "shop".into(), name: "billing".into() }]);
+    assert_eq!(
+        agent.take_requests(),
+        vec![PluginRequest::Enrolled { namespace: "shop".into(), name: "billing".into() }]
+    );
     runtime.del(&pod, Some(&result));
 }
 
@@ -413,7 +425,11 @@ fn clear_cni_errors_for_garbage_missing_netns_unknown_version_and_dead_agent() {
     assert_cni_error(&ambient_add(&runtime, &pod, &netns, b"GET / HTTP/1.1\r\n"), 6, "not JSON");
 
     let conf = fake_chained_conf(&runtime, "1.0.0").to_string();
-    assert_cni_error(&ambient_add(&runtime, &pod, "/run/netns/amb-no-such-pod", conf.as_bytes()), 100, "/run/netns/amb-no-such-pod");
+    assert_cni_error(
+        &ambient_add(&runtime, &pod, "/run/netns/amb-no-such-pod", conf.as_bytes()),
+        100,
+        "/run/netns/amb-no-such-pod",
+    );
 
     let mut unknown = fake_chained_conf(&runtime, "1.0.0");
     unknown["cniVersion"] = json!("2.7.0");
@@ -431,7 +447,10 @@ fn version_lists_supported_versions_as_ambient_cni_and_as_cni_plugin() {
     let pod = runtime.net.add_unwired_pod("any");
     let by_name = runtime.exec("ambient-cni", "VERSION", &pod, "", br#"{"cniVersion":"1.0.0"}"#);
     assert!(by_name.success, "{}", by_name.stderr);
-    assert_eq!(by_name.stdout, json!({"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]}));
+    assert_eq!(
+        by_name.stdout,
+        json!({"cniVersion": "1.0.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]})
+    );
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_ambient"))
         .args(["cni", "plugin"])

@@ -48,7 +48,8 @@ impl AgentClient {
     /// Sends `request` and returns the agent's answer; an `Error` answer is [`AgentError::Refused`].
     pub fn request(&self, request: &PluginRequest) -> Result<AgentResponse, AgentError> {
         let socket = || self.socket.clone();
-        let stream = UnixStream::connect(&self.socket).map_err(|source| AgentError::Unreachable { socket: socket(), source })?;
+        let stream =
+            UnixStream::connect(&self.socket).map_err(|source| AgentError::Unreachable { socket: socket(), source })?;
         let io_error = |source: io::Error| {
             if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
                 AgentError::Timeout { socket: socket(), timeout: self.timeout }

@@ -183,7 +183,11 @@ pub fn parse(stdin: &[u8]) -> Result<NetConf, PluginError> {
         }
     }
     let conf: NetConf = serde_path_to_error::deserialize(value).map_err(|e| {
-        PluginError::new(ErrorCode::InvalidNetworkConfig, format!("network configuration: {}: {}", e.path(), e.inner()), "")
+        PluginError::new(
+            ErrorCode::InvalidNetworkConfig,
+            format!("network configuration: {}: {}", e.path(), e.inner()),
+            "",
+        )
     })?;
     if conf.plugin_type != PLUGIN_TYPE {
         // Not fatal on its own (a renamed binary still works), but the runtime looked it up by type.

@@ -109,8 +109,9 @@ pub fn run(vars: &HashMap<String, String>, stdin: &[u8]) -> PluginOutput {
 
 /// The process entry point: environment and stdin in, result on stdout, exit status out.
 pub fn main() -> ExitCode {
-    let vars: HashMap<String, String> =
-        std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect();
+    let vars: HashMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect();
     let mut stdin = Vec::new();
     let output = match std::io::stdin().read_to_end(&mut stdin) {
         Ok(_) => run(&vars, &stdin),

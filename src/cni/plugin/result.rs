@@ -29,10 +29,8 @@ pub fn pod_ips(prev_result: &Value) -> Result<Vec<IpAddr>, PluginError> {
 /// `prev_result` in the layout of spec version `version` (the runtime expects the result in the
 /// configuration's `cniVersion`).
 pub fn in_version(prev_result: &Value, version: &str) -> Result<Value, PluginError> {
-    let mut result: Map<String, Value> = prev_result
-        .as_object()
-        .cloned()
-        .ok_or_else(|| invalid("prevResult is not a JSON object".to_owned()))?;
+    let mut result: Map<String, Value> =
+        prev_result.as_object().cloned().ok_or_else(|| invalid("prevResult is not a JSON object".to_owned()))?;
     let with_ip_version = version.starts_with("0.");
     if let Some(Value::Array(ips)) = result.get_mut("ips") {
         for ip in ips.iter_mut().filter_map(Value::as_object_mut) {
