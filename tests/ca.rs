@@ -2,18 +2,13 @@
 //! root kept in a state directory, callers authenticated from a tokens file, the mesh built
 //! from YAML through the files config store, and the generated tonic client.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ambient::config::files::FilesConfig;
-use ambient::config::{SourceConfig, start};
-use ambient::controlplane::auth::TokensAuthenticator;
-use ambient::controlplane::ca::{
-    CaError, CaMetrics, CaService, CaSource, IMPERSONATED_IDENTITY, IssuancePolicy, ROOT_CERT_FILE, ROOT_KEY_FILE,
-    SERVING_TTL, serving_names,
-};
-use ambient::mesh::{Mesh, MeshConfig};
+use ambient::controlplane::ca::{CaError, CaSource, IMPERSONATED_IDENTITY, ROOT_CERT_FILE, ROOT_KEY_FILE};
 use ambient::model::Identity;
 use ambient::tls::pem::parse_certs;
 use ambient::tls::{TrustRoots, WorkloadCertificate, tls_incoming, uri_sans};
@@ -24,11 +19,11 @@ use prometheus_client::registry::Registry;
 use rcgen::string::Ia5String;
 use rcgen::{CertificateParams, DistinguishedName, KeyPair, SanType};
 use rustls_pki_types::UnixTime;
+use support::ca::{CaParts, TRUST_DOMAIN, ca_parts};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Server};
 use tonic::{Code, Request, Status};
 
 const WAIT: Duration = Duration::from_secs(10);
-const TRUST_DOMAIN: &str = "cluster.local";
 
 const PODS: &str = "\
 apiVersion: v1
@@ -80,34 +75,8 @@ impl Drop for Harness {
 
 impl Harness {
     async fn start(state: &Path) -> Harness {
-        let config_dir = state.join("config");
-        std::fs::create_dir_all(&config_dir).unwrap();
-        std::fs::write(config_dir.join("pods.yaml"), PODS).unwrap();
-        std::fs::write(state.join("tokens"), TOKENS).unwrap();
-
-        let source = start(SourceConfig::Files(FilesConfig::new(vec![config_dir]))).await.unwrap();
-        tokio::time::timeout(WAIT, source.store.synced()).await.expect("config loaded");
-        let mesh = Mesh::new(MeshConfig::default());
-        let follower = tokio::spawn({
-            let mesh = mesh.clone();
-            let subscription = source.store.subscribe();
-            async move { mesh.follow(subscription).await }
-        });
-        tokio::time::timeout(WAIT, async {
-            while mesh.read(|index| index.workloads().count()) < 3 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the mesh has the pods");
-
-        let ca = Arc::new(CaSource::StateDir(state.to_path_buf()).load(TRUST_DOMAIN).await.unwrap());
-        let serving = ca.serving_certificate(&serving_names("istio-system", &[]), SERVING_TTL).unwrap();
-        let mut registry = Registry::default();
-        let metrics = CaMetrics::register(&mut registry);
-        let authenticator = Arc::new(TokensAuthenticator::from_file(state.join("tokens")).unwrap());
-        let service =
-            CaService::new(ca.clone(), authenticator, mesh, IssuancePolicy::new(TRUST_DOMAIN, "istio-system"), metrics);
+        let CaParts { ca, service, serving, root_pem, registry, source, follower } =
+            ca_parts(state, PODS, TOKENS, 3).await;
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -117,7 +86,6 @@ impl Harness {
         });
 
         // As Istio's ztunnel dials: by service name, trusting the published root file.
-        let root_pem = std::fs::read_to_string(state.join("ca").join(ROOT_CERT_FILE)).unwrap();
         assert_eq!(root_pem, ca.root_pem());
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&root_pem))

@@ -69,7 +69,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["local", "status"],
         &["local", "exec", "frontend", "--", "true"],
         &["local", "logs", "frontend"],
-        &["cni", "plugin"],
     ];
     for args in cases {
         ambient()

@@ -90,7 +90,8 @@ impl Ztunnel {
     }
 
     async fn next(&mut self) -> Event {
-        let event = tokio::time::timeout(WAIT, self.events.recv()).await.expect("a ZDS request in time").expect("client alive");
+        let event =
+            tokio::time::timeout(WAIT, self.events.recv()).await.expect("a ZDS request in time").expect("client alive");
         eprintln!("ztunnel got {event:?}");
         event
     }
@@ -203,8 +204,12 @@ async fn restarted_agent_finds_running_pods_and_a_reconnecting_ztunnel_gets_the_
     node.write("ns.yaml", &namespace_yaml("shop", true));
     node.write(
         "pods.yaml",
-        &[pod_yaml("a", "shop", a.ip, NODE), pod_yaml("b", "shop", b.ip, NODE), pod_yaml("elsewhere", "shop", elsewhere.ip, "node-2")]
-            .join("---\n"),
+        &[
+            pod_yaml("a", "shop", a.ip, NODE),
+            pod_yaml("b", "shop", b.ip, NODE),
+            pod_yaml("elsewhere", "shop", elsewhere.ip, "node-2"),
+        ]
+        .join("---\n"),
     );
     let mut ztunnel = Ztunnel::start(&node.zds_socket());
     let agent = node.start_agent().await;
@@ -273,11 +278,14 @@ async fn plugin_requests_are_answered_per_protocol() {
     let mut ztunnel = Ztunnel::start(&node.zds_socket());
     assert_eq!(ztunnel.next().await, Event::SnapshotDone(vec![]));
 
-    let enrolled = |namespace: &str, name: &str| PluginRequest::Enrolled { namespace: namespace.into(), name: name.into() };
+    let enrolled =
+        |namespace: &str, name: &str| PluginRequest::Enrolled { namespace: namespace.into(), name: name.into() };
     assert_eq!(node.ask(&enrolled("shop", "web")).await, AgentResponse::Enrolled { enrolled: true });
     assert_eq!(node.ask(&enrolled("ext", "out")).await, AgentResponse::Enrolled { enrolled: false });
     match node.ask(&enrolled("shop", "nobody")).await {
-        AgentResponse::Error { message } => assert!(message.contains("shop/nobody is not in the agent's config store"), "{message}"),
+        AgentResponse::Error { message } => {
+            assert!(message.contains("shop/nobody is not in the agent's config store"), "{message}")
+        }
         other => panic!("unexpected {other:?}"),
     }
 

@@ -2,18 +2,14 @@
 //! (mesh from YAML through the files config store, callers from a tokens file), behind a gate
 //! that counts requests and can play an outage.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use ambient::config::files::FilesConfig;
-use ambient::config::{SourceConfig, start};
-use ambient::controlplane::auth::TokensAuthenticator;
-use ambient::controlplane::ca::{
-    CaMetrics, CaService, CaSource, IssuancePolicy, ROOT_CERT_FILE, SERVING_TTL, serving_names,
-};
-use ambient::mesh::{Mesh, MeshConfig};
+use ambient::controlplane::ca::CaService;
 use ambient::model::Identity;
 use ambient::tls::{TrustRoots, tls_incoming};
 use ambient::xds::client::TokenSource;
@@ -22,13 +18,12 @@ use ambient::xds::proto::ca::istio_certificate_service_server::{
 };
 use ambient::xds::proto::ca::{IstioCertificateRequest, IstioCertificateResponse};
 use ambient::ztunnel::certs::{CaClientConfig, CertError, CertManager};
-use prometheus_client::registry::Registry;
 use rustls_pki_types::UnixTime;
+use support::ca::{CaParts, ca_parts};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 const WAIT: Duration = Duration::from_secs(15);
-const TRUST_DOMAIN: &str = "cluster.local";
 
 const PODS: &str = "\
 apiVersion: v1
@@ -102,34 +97,9 @@ impl Drop for Harness {
 
 impl Harness {
     async fn start(state: &Path) -> Harness {
-        let config_dir = state.join("config");
-        std::fs::create_dir_all(&config_dir).unwrap();
-        std::fs::write(config_dir.join("pods.yaml"), PODS).unwrap();
-        std::fs::write(state.join("tokens"), TOKENS).unwrap();
-
-        let source = start(SourceConfig::Files(FilesConfig::new(vec![config_dir]))).await.unwrap();
-        tokio::time::timeout(WAIT, source.store.synced()).await.expect("config loaded");
-        let mesh = Mesh::new(MeshConfig::default());
-        let follower = tokio::spawn({
-            let mesh = mesh.clone();
-            let subscription = source.store.subscribe();
-            async move { mesh.follow(subscription).await }
-        });
-        tokio::time::timeout(WAIT, async {
-            while mesh.read(|index| index.workloads().count()) < 2 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the mesh has the pods");
-
-        let ca = Arc::new(CaSource::StateDir(state.to_path_buf()).load(TRUST_DOMAIN).await.unwrap());
-        let serving = ca.serving_certificate(&serving_names("istio-system", &[]), SERVING_TTL).unwrap();
-        let metrics = CaMetrics::register(&mut Registry::default());
-        let authenticator = Arc::new(TokensAuthenticator::from_file(state.join("tokens")).unwrap());
-        let policy = IssuancePolicy::new(TRUST_DOMAIN, "istio-system");
+        let CaParts { service, serving, root_pem, source, follower, .. } = ca_parts(state, PODS, TOKENS, 2).await;
         let gate = Arc::new(Gate::default());
-        let service = GatedCa { inner: CaService::new(ca, authenticator, mesh, policy, metrics), gate: gate.clone() };
+        let service = GatedCa { inner: service, gate: gate.clone() };
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -138,7 +108,6 @@ impl Harness {
             let service = IstioCertificateServiceServer::new(service);
             Server::builder().add_service(service).serve_with_incoming(incoming).await.unwrap();
         });
-        let root_pem = std::fs::read_to_string(state.join("ca").join(ROOT_CERT_FILE)).unwrap();
         Harness { gate, root_pem, address, _config: source, tasks: vec![server, follower] }
     }
 

@@ -5,8 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::not_implemented;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ConfigSourceKind {
     /// Watch the Kubernetes API (in-cluster config or kubeconfig).
@@ -217,7 +215,7 @@ pub enum CniCommand {
 
 pub fn run_cni(args: CniArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(CniCommand::Plugin) => not_implemented("cni plugin"),
+        Some(CniCommand::Plugin) => Ok(crate::cni::plugin::main()),
         None => super::cni::run(args),
     }
 }

@@ -7,4 +7,5 @@
 
 pub mod agent;
 pub mod iptables;
+pub mod plugin;
 pub mod protocol;

@@ -189,6 +189,15 @@ impl CertManager {
         }
     }
 
+    /// Identities held (issued, or being requested).
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Forgets every identity not in `ids` (their renewals stop).
     pub fn retain(&self, ids: &HashSet<Identity>) {
         let removed: Vec<Entry> = {

@@ -239,9 +239,7 @@ async fn update_gauges(proxy: Arc<Proxy>, xds: Client) {
         let metrics = &proxy.metrics;
         metrics.xds_connected.set(i64::from(status.borrow().connected));
         metrics.hbone_pool_connections.set(i64::try_from(proxy.pool.connections()).unwrap_or(i64::MAX));
-        metrics
-            .certificates
-            .set(proxy.certs.dump().as_array().map_or(0, |list| i64::try_from(list.len()).unwrap_or(i64::MAX)));
+        metrics.certificates.set(i64::try_from(proxy.certs.len()).unwrap_or(i64::MAX));
         tokio::select! {
             changed = status.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

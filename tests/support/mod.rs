@@ -1,5 +1,7 @@
-//! Shared fixtures for integration tests: `mod support;` in a test file, then `support::netns`.
+//! Shared fixtures for integration tests: `mod support;` in a test file, then `support::netns` (network namespaces) or
+//! `support::ca` (a CA over the wire).
 // Each test binary uses a different part of the fixtures.
 #![allow(dead_code)]
 
+pub mod ca;
 pub mod netns;

@@ -167,12 +167,7 @@ impl TestNet {
     /// A pod namespace with `eth0` at `ip`/16 bridged into the cluster, `lo` up, default route
     /// via [`GATEWAY`]. `name`: lowercase letters, digits and dashes.
     pub fn add_pod(&self, name: &str, ip_addr: Ipv4Addr) -> TestPod {
-        assert!(
-            !name.is_empty()
-                && name.len() <= 32
-                && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
-            "pod name {name:?}: use 1-32 lowercase letters, digits and dashes"
-        );
+        check_pod_name(name);
         let (ns_name, counter) = unique_name(name);
         let ns = NamespaceGuard::create(ns_name);
         let pod = ns.name.as_str();
@@ -186,6 +181,22 @@ impl TestNet {
         ip(&["-n", pod, "link", "set", "eth0", "up"]);
         ip(&["-n", pod, "route", "add", "default", "via", &GATEWAY.to_string()]);
         TestPod { name: name.to_owned(), ip: ip_addr, ns_name: ns.name.clone(), ns, _cluster: self.cluster.clone() }
+    }
+
+    /// A pod namespace with only `lo` up and no link to the cluster, for tests that let CNI
+    /// plugins wire it (run with the cluster namespace as their host namespace, so whatever they
+    /// create stays in test namespaces). `ip` is unspecified until the test sets it from the
+    /// plugins' result.
+    pub fn add_unwired_pod(&self, name: &str) -> TestPod {
+        check_pod_name(name);
+        let ns = NamespaceGuard::create(unique_name(name).0);
+        TestPod {
+            name: name.to_owned(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            ns_name: ns.name.clone(),
+            ns,
+            _cluster: self.cluster.clone(),
+        }
     }
 
     /// Runs a command inside the cluster namespace.
@@ -203,6 +214,15 @@ impl Default for TestNet {
     fn default() -> Self {
         TestNet::new()
     }
+}
+
+fn check_pod_name(name: &str) {
+    assert!(
+        !name.is_empty()
+            && name.len() <= 32
+            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+        "pod name {name:?}: use 1-32 lowercase letters, digits and dashes"
+    );
 }
 
 /// A pod namespace on the test network. Dropping it deletes the namespace (its veth pair goes

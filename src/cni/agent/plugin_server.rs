@@ -43,7 +43,10 @@ impl PluginListener {
                 std::fs::remove_file(path).map_err(|e| context(e, "remove stale socket"))?
             }
             Ok(_) => {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{} exists and is not a socket", path.display())));
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(context(e, "inspect")),
@@ -133,7 +136,9 @@ pub(crate) async fn answer(ctx: &Context, request: PluginRequest) -> AgentRespon
 async fn added(ctx: &Context, pod: PluginPod) -> AgentResponse {
     let key = WorkloadKey { namespace: pod.namespace.clone(), name: pod.name.clone() };
     let Some(workload) = wait_for_workload(ctx, &key).await else {
-        return AgentResponse::Error { message: format!("pod {}/{} is not in the agent's config store", key.namespace, key.name) };
+        return AgentResponse::Error {
+            message: format!("pod {}/{} is not in the agent's config store", key.namespace, key.name),
+        };
     };
     let netns = match Netns::open(&pod.netns) {
         Ok(netns) => netns,
@@ -161,9 +166,10 @@ async fn wait_for_workload(ctx: &Context, key: &WorkloadKey) -> Option<Arc<Workl
         match tokio::time::timeout_at(deadline, batches.recv()).await {
             Err(_) => return None,
             Ok(Ok(batch)) => {
-                let listed = batch.events.iter().any(|event| {
-                    matches!(event, crate::mesh::MeshEvent::WorkloadUpserted(w) if &w.key == key)
-                });
+                let listed = batch
+                    .events
+                    .iter()
+                    .any(|event| matches!(event, crate::mesh::MeshEvent::WorkloadUpserted(w) if &w.key == key));
                 if listed {
                     return ctx.mesh.read(|index| index.workload(key).cloned());
                 }

@@ -116,7 +116,9 @@ async fn reconcile(ctx: &Context, key: &WorkloadKey) {
             // Rules first: a pod ztunnel no longer serves must not have its traffic captured.
             match remove_rules(pod.netns.clone()).await {
                 Ok(()) => info!(pod = %name, "cni agent: pod left the mesh; rules removed"),
-                Err(e) => warn!(pod = %name, error = %e, "cni agent: pod left the mesh but its rules could not be removed"),
+                Err(e) => {
+                    warn!(pod = %name, error = %e, "cni agent: pod left the mesh but its rules could not be removed")
+                }
             }
             ctx.pods.deactivate(key, false);
         }

@@ -71,7 +71,9 @@ async fn stream(connection: &mut ZdsConnection, ctx: &Context) -> Result<(), Zds
             },
             Err(RecvError::Lagged(missed)) => {
                 // Dropping the connection makes ztunnel reconnect and take a fresh snapshot.
-                return Err(ZdsError::Rejected(format!("agent fell {missed} changes behind; reconnect for a snapshot")));
+                return Err(ZdsError::Rejected(format!(
+                    "agent fell {missed} changes behind; reconnect for a snapshot"
+                )));
             }
             Err(RecvError::Closed) => return Ok(()),
         }
