@@ -92,7 +92,6 @@ impl Ztunnel {
     async fn next(&mut self) -> Event {
         let event =
             tokio::time::timeout(WAIT, self.events.recv()).await.expect("a ZDS request in time").expect("client alive");
-        eprintln!("ztunnel got {event:?}");
         event
     }
 }
@@ -321,4 +320,35 @@ async fn plugin_requests_are_answered_per_protocol() {
     agent.shutdown().await.unwrap();
     iptables::remove(&web.netns()).unwrap();
     assert!(!node.plugin_socket().exists() && !node.zds_socket().exists(), "sockets removed");
+}
+
+/// Added is answered only once ztunnel has taken the pod: with no ztunnel on the node it fails
+/// (the plugin then fails ADD and takes its rules out), and the pod is not left in the mesh.
+#[tokio::test]
+async fn added_fails_while_no_ztunnel_takes_the_pod() {
+    let net = TestNet::new();
+    let web = net.add_pod("web", Ipv4Addr::new(10, 10, 204, 1));
+    let node = Node::new();
+    node.write("ns.yaml", &namespace_yaml("shop", true));
+    node.write(
+        "pods.yaml",
+        &pod_yaml("web", "shop", web.ip, NODE).replace(&format!("status: {{podIP: {}}}\n", web.ip), ""),
+    );
+    let agent = node.start_agent().await;
+    let pod = PluginPod {
+        namespace: "shop".into(),
+        name: "web".into(),
+        uid: Some("uid-web".into()),
+        container_id: "c0ffee".into(),
+        netns: PathBuf::from("/run/netns").join(&web.ns_name),
+        ips: vec![web.ip.into()],
+    };
+    match node.ask(&PluginRequest::Added { pod }).await {
+        AgentResponse::Error { message } => {
+            assert!(message.contains("ztunnel on this node has not taken pod shop/web"), "{message}")
+        }
+        other => panic!("Added must fail without a ztunnel, got {other:?}"),
+    }
+    assert!(agent.active_pods().is_empty(), "the pod is not left in the mesh");
+    agent.shutdown().await.unwrap();
 }

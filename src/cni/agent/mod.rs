@@ -34,6 +34,9 @@ use crate::zds::{PodInfo, ZdsListener};
 
 /// How long an `Enrolled` request waits for a pod the store does not know yet.
 pub const DEFAULT_ENROLLED_WAIT: Duration = Duration::from_secs(2);
+/// How long the plugin's Added waits for ztunnel to take the pod: within the plugin's default
+/// agent timeout (5 s), together with the wait for the store.
+pub const DEFAULT_ZTUNNEL_WAIT: Duration = Duration::from_secs(2);
 /// How often pods that should be in the mesh but whose namespace was not found are looked for.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -52,6 +55,8 @@ pub struct AgentConfig {
     /// Install the plugin binary and its conflist entry on start, remove them on shutdown.
     pub install: Option<InstallConfig>,
     pub enrolled_wait: Duration,
+    /// How long the plugin's Added waits for ztunnel to take the pod.
+    pub ztunnel_wait: Duration,
     pub retry_interval: Duration,
 }
 
@@ -66,6 +71,7 @@ impl AgentConfig {
             redirect: RedirectConfig::default(),
             install: None,
             enrolled_wait: DEFAULT_ENROLLED_WAIT,
+            ztunnel_wait: DEFAULT_ZTUNNEL_WAIT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
         }
     }
@@ -91,6 +97,7 @@ pub(crate) struct Context {
     pub redirect: RedirectConfig,
     pub executor: NetnsExecutor,
     pub enrolled_wait: Duration,
+    pub ztunnel_wait: Duration,
     pub retry_interval: Duration,
     /// True once the first pass over the synced store is done.
     pub synced: tokio::sync::watch::Receiver<bool>,
@@ -153,6 +160,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         redirect: config.redirect,
         executor,
         enrolled_wait: config.enrolled_wait,
+        ztunnel_wait: config.ztunnel_wait,
         retry_interval: config.retry_interval,
         synced,
     });

@@ -150,8 +150,21 @@ async fn added(ctx: &Context, pod: PluginPod) -> AgentResponse {
     {
         info.uid = uid;
     }
-    ctx.pods.activate(key, ActivePod { info, netns }, true);
-    info!(pod = %format!("{}/{}", pod.namespace, pod.name), netns = %pod.netns.display(), "cni agent: pod added by the plugin");
+    let uid = info.uid.clone();
+    ctx.pods.activate(key.clone(), ActivePod { info, netns }, true);
+    // Answer only once ztunnel serves the pod: its traffic is already redirected to ztunnel's
+    // in-pod ports, so a pod must not start before they listen. The plugin then fails ADD (and
+    // takes its rules out); the runtime retries.
+    if !ctx.pods.wait_acked(&uid, ctx.ztunnel_wait).await {
+        ctx.pods.deactivate(&key, false);
+        return AgentResponse::Error {
+            message: format!(
+                "ztunnel on this node has not taken pod {}/{} within {:?}: is it running and connected to the agent?",
+                key.namespace, key.name, ctx.ztunnel_wait
+            ),
+        };
+    }
+    info!(pod = %format!("{}/{}", pod.namespace, pod.name), netns = %pod.netns.display(), "cni agent: pod added by the plugin and taken by ztunnel");
     AgentResponse::Ok
 }
 

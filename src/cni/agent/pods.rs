@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::mesh::WorkloadKey;
 use crate::sys::netns::Netns;
@@ -35,16 +35,20 @@ struct State {
     /// Pods the plugin reported deleted while the store still lists them: never rediscovered
     /// (their namespace may linger a moment), until the store drops them or the plugin adds them.
     deleted: HashSet<WorkloadKey>,
+    /// Uids whose current Add ztunnel has acknowledged.
+    acked: HashSet<String>,
 }
 
 pub(crate) struct Pods {
     state: Mutex<State>,
     updates: broadcast::Sender<ZdsUpdate>,
+    /// Signals each acknowledgement, for callers waiting in [`Pods::wait_acked`].
+    acks: watch::Sender<()>,
 }
 
 impl Pods {
     pub fn new() -> Self {
-        Pods { state: Mutex::default(), updates: broadcast::channel(UPDATE_BUFFER).0 }
+        Pods { state: Mutex::default(), updates: broadcast::channel(UPDATE_BUFFER).0, acks: watch::channel(()).0 }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -97,6 +101,7 @@ impl Pods {
             }
             let _ = self.updates.send(ZdsUpdate::Del { uid: old.info.uid.clone() });
         }
+        state.acked.remove(&pod.info.uid);
         let _ = self.updates.send(ZdsUpdate::Add { info: pod.info.clone(), netns: pod.netns.clone() });
         state.active.insert(key, pod);
         true
@@ -111,9 +116,31 @@ impl Pods {
         }
         let removed = state.active.remove(key);
         if let Some(pod) = &removed {
+            state.acked.remove(&pod.info.uid);
             let _ = self.updates.send(ZdsUpdate::Del { uid: pod.info.uid.clone() });
         }
         removed
+    }
+
+    /// ztunnel acknowledged the Add of `uid`.
+    pub fn acked(&self, uid: &str) {
+        self.lock().acked.insert(uid.to_string());
+        self.acks.send_replace(());
+    }
+
+    /// Waits until ztunnel has acknowledged the Add of `uid`, at most `timeout`.
+    pub async fn wait_acked(&self, uid: &str, timeout: std::time::Duration) -> bool {
+        let mut acks = self.acks.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.lock().acked.contains(uid) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, acks.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return self.lock().acked.contains(uid),
+            }
+        }
     }
 
     /// The store no longer lists the pod.

@@ -58,13 +58,13 @@ async fn stream(connection: &mut ZdsConnection, ctx: &Context) -> Result<(), Zds
     let (snapshot, mut updates) = ctx.pods.subscribe();
     let count = snapshot.len();
     for pod in snapshot {
-        send_add(connection, &pod.info, &pod.netns).await?;
+        send_add(connection, ctx, &pod.info, &pod.netns).await?;
     }
     connection.snapshot_sent().await?;
     info!(pods = count, "cni agent: snapshot sent to ztunnel");
     loop {
         match updates.recv().await {
-            Ok(ZdsUpdate::Add { info, netns }) => send_add(connection, &info, &netns).await?,
+            Ok(ZdsUpdate::Add { info, netns }) => send_add(connection, ctx, &info, &netns).await?,
             Ok(ZdsUpdate::Del { uid }) => match connection.del(&uid).await {
                 Err(ZdsError::Rejected(reason)) => warn!(uid, reason, "cni agent: ztunnel rejected del"),
                 other => other?,
@@ -80,13 +80,19 @@ async fn stream(connection: &mut ZdsConnection, ctx: &Context) -> Result<(), Zds
     }
 }
 
-/// Sends an Add; a rejection concerns that pod only and is logged, the connection goes on.
+/// Sends an Add and records ztunnel's acknowledgement; a rejection concerns that pod only and is
+/// logged, the connection goes on.
 async fn send_add(
     connection: &mut ZdsConnection,
+    ctx: &Context,
     info: &crate::zds::PodInfo,
     netns: &crate::sys::netns::Netns,
 ) -> Result<(), ZdsError> {
     match connection.add(info, netns.as_fd()).await {
+        Ok(()) => {
+            ctx.pods.acked(&info.uid);
+            Ok(())
+        }
         Err(ZdsError::Rejected(reason)) => {
             warn!(uid = %info.uid, pod = %format!("{}/{}", info.namespace, info.name), reason, "cni agent: ztunnel rejected add");
             Ok(())
