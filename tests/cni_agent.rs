@@ -90,9 +90,7 @@ impl Ztunnel {
     }
 
     async fn next(&mut self) -> Event {
-        let event =
-            tokio::time::timeout(WAIT, self.events.recv()).await.expect("a ZDS request in time").expect("client alive");
-        event
+        tokio::time::timeout(WAIT, self.events.recv()).await.expect("a ZDS request in time").expect("client alive")
     }
 }
 
