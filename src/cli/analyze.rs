@@ -109,7 +109,7 @@ fn analyze_cluster(kube: KubeConfig, timeout: Duration) -> anyhow::Result<Report
 
 pub fn run(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut report = if args.paths.is_empty() {
-        let kube = KubeConfig { context: args.context.clone(), kubeconfig: args.kubeconfig.clone() };
+        let kube = KubeConfig { context: args.context.clone(), kubeconfig: args.kubeconfig.clone(), kinds: None };
         analyze_cluster(kube, args.timeout)?
     } else {
         analyze_files(args.paths.clone())?

@@ -11,6 +11,7 @@ use crate::config::SourceConfig;
 use crate::config::files::FilesConfig;
 use crate::config::kube::KubeConfig;
 use crate::mesh::MeshConfig;
+use crate::model::Kind;
 
 pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
     let Some(node_name) = args.node_name.filter(|n| !n.is_empty()) else {
@@ -23,7 +24,12 @@ pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
             }
             SourceConfig::Files(FilesConfig::new(args.config))
         }
-        ConfigSourceKind::Kube => SourceConfig::Kube(KubeConfig { context: args.context, kubeconfig: args.kubeconfig }),
+        ConfigSourceKind::Kube => SourceConfig::Kube(KubeConfig {
+            context: args.context,
+            kubeconfig: args.kubeconfig,
+            // Pods and namespaces are all the agent reads: its RBAC grants only those.
+            kinds: Some(vec![Kind::Pod, Kind::Namespace]),
+        }),
     };
     // Installing into the host's CNI folders is what a DaemonSet does; a files setup provides
     // the plugin itself unless asked.

@@ -28,9 +28,11 @@ fn config(args: ControlplaneArgs) -> anyhow::Result<ControlplaneConfig> {
     })?;
     let source = match args.config_source {
         ConfigSourceKind::Files => SourceConfig::Files(FilesConfig::new(args.config.clone())),
-        ConfigSourceKind::Kube => {
-            SourceConfig::Kube(KubeConfig { context: args.context.clone(), kubeconfig: args.kubeconfig.clone() })
-        }
+        ConfigSourceKind::Kube => SourceConfig::Kube(KubeConfig {
+            context: args.context.clone(),
+            kubeconfig: args.kubeconfig.clone(),
+            kinds: None,
+        }),
     };
     let root = match (&args.ca_cert, &args.ca_key, args.config_source, &args.state_dir) {
         (Some(cert), Some(key), _, _) => CaRootSource::Files {

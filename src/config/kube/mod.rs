@@ -48,6 +48,16 @@ pub struct KubeConfig {
     pub context: Option<String>,
     /// kubeconfig file to read (default: `$KUBECONFIG` or `~/.kube/config`, then in-cluster).
     pub kubeconfig: Option<PathBuf>,
+    /// Kinds to watch (default: every kind in [`Kind::ALL`]). A component that needs only some
+    /// watches only those, so its RBAC grants only those.
+    pub kinds: Option<Vec<Kind>>,
+}
+
+impl KubeConfig {
+    /// The kinds this configuration watches.
+    pub fn watched_kinds(&self) -> Vec<Kind> {
+        self.kinds.clone().unwrap_or_else(|| Kind::ALL.to_vec())
+    }
 }
 
 /// The diagnostics scope of one watched kind, e.g. `kube/Pod`.
@@ -111,13 +121,14 @@ fn watch_kind(client: ::kube::Client, kind: Kind) -> BoxStream<'static, (Kind, W
     watcher(api, watcher::Config::default()).default_backoff().map(move |event| (kind, event)).boxed()
 }
 
-/// Runs watchers for every kind, writing into `store`, until the returned future is dropped.
-/// The store is marked synced once every kind has completed its first list.
-pub async fn run(client: ::kube::Client, store: Store, _cfg: KubeConfig) -> Result<(), ConfigError> {
-    let streams = Kind::ALL.iter().map(|&kind| watch_kind(client.clone(), kind));
+/// Runs watchers for the configured kinds, writing into `store`, until the returned future is dropped.
+/// The store is marked synced once each of them has completed its first list.
+pub async fn run(client: ::kube::Client, store: Store, cfg: KubeConfig) -> Result<(), ConfigError> {
+    let kinds = cfg.watched_kinds();
+    let streams = kinds.iter().map(|&kind| watch_kind(client.clone(), kind));
     let mut events = futures::stream::select_all(streams).ready_chunks(MAX_BATCH);
-    let mut backend = Backend::new(store);
-    tracing::info!(kinds = Kind::ALL.len(), "watching the Kubernetes API");
+    let mut backend = Backend::new(store, &kinds);
+    tracing::info!(kinds = kinds.len(), "watching the Kubernetes API");
     while let Some(batch) = events.next().await {
         backend.handle(batch);
     }

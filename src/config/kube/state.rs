@@ -220,8 +220,8 @@ pub(super) struct Backend {
 }
 
 impl Backend {
-    pub(super) fn new(store: Store) -> Self {
-        let kinds = Kind::ALL.iter().map(|&k| (k, KindState::new(k))).collect();
+    pub(super) fn new(store: Store, kinds: &[Kind]) -> Self {
+        let kinds = kinds.iter().map(|&k| (k, KindState::new(k))).collect();
         Backend { store, kinds, synced: false }
     }
 

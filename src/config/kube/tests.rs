@@ -135,7 +135,7 @@ fn list_all_empty(backend: &mut Backend, except: &[Kind]) {
 #[test]
 fn sync_waits_for_every_kind_and_a_404_counts_as_listed() {
     let store = Store::new();
-    let mut backend = Backend::new(store.clone());
+    let mut backend = Backend::new(store.clone(), Kind::ALL);
     list_all_empty(&mut backend, &[Kind::Pod, Kind::HttpRoute]);
     assert!(!store.is_synced());
     backend.handle(vec![(Kind::HttpRoute, Ok(Event::Init)), (Kind::HttpRoute, not_found())]);
@@ -168,9 +168,22 @@ fn sync_waits_for_every_kind_and_a_404_counts_as_listed() {
 }
 
 #[test]
+fn a_restricted_config_watches_and_waits_for_its_kinds_only() {
+    let agent = KubeConfig { kinds: Some(vec![Kind::Pod, Kind::Namespace]), ..KubeConfig::default() };
+    assert_eq!(agent.watched_kinds(), vec![Kind::Pod, Kind::Namespace]);
+    assert_eq!(KubeConfig::default().watched_kinds(), Kind::ALL.to_vec());
+    let store = Store::new();
+    let mut backend = Backend::new(store.clone(), &agent.watched_kinds());
+    backend.handle(vec![(Kind::Pod, Ok(Event::Init)), (Kind::Pod, Ok(Event::InitDone))]);
+    assert!(!store.is_synced(), "namespaces are not listed yet");
+    backend.handle(vec![(Kind::Namespace, Ok(Event::Init)), (Kind::Namespace, Ok(Event::InitDone))]);
+    assert!(store.is_synced(), "synced without any other kind");
+}
+
+#[test]
 fn relist_replaces_the_kind_in_one_write() {
     let store = Store::new();
-    let mut backend = Backend::new(store.clone());
+    let mut backend = Backend::new(store.clone(), Kind::ALL);
     list_all_empty(&mut backend, &[Kind::Pod]);
     backend.handle(vec![
         (Kind::Pod, Ok(Event::Init)),
@@ -198,7 +211,7 @@ fn relist_replaces_the_kind_in_one_write() {
 #[test]
 fn broken_objects_keep_their_last_good_version() {
     let store = Store::new();
-    let mut backend = Backend::new(store.clone());
+    let mut backend = Backend::new(store.clone(), Kind::ALL);
     list_all_empty(&mut backend, &[]);
     let key = ObjectRef::new(Kind::AuthorizationPolicy, "default", "p");
     backend.handle(vec![(Kind::AuthorizationPolicy, Ok(Event::Apply(policy("p", "10.0.0.0/8"))))]);
@@ -256,15 +269,15 @@ async fn client_reads_a_kubeconfig_and_its_contexts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write_kubeconfig(dir.path());
 
-    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: None };
+    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: None, kinds: None };
     let c = client(&cfg).await.expect("current context loads");
     assert_eq!(c.default_namespace(), "mesh");
 
-    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: Some("other".into()) };
+    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: Some("other".into()), kinds: None };
     let c = client(&cfg).await.expect("named context loads");
     assert_eq!(c.default_namespace(), "other-ns");
 
-    let cfg = KubeConfig { kubeconfig: Some(path), context: Some("nope".into()) };
+    let cfg = KubeConfig { kubeconfig: Some(path), context: Some("nope".into()), kinds: None };
     match client(&cfg).await {
         Err(ConfigError::Kube(msg)) => assert!(msg.contains("\"nope\""), "{msg}"),
         Err(e) => panic!("wrong error: {e}"),
@@ -276,7 +289,7 @@ async fn client_reads_a_kubeconfig_and_its_contexts() {
 async fn client_names_a_missing_kubeconfig() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("absent");
-    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: None };
+    let cfg = KubeConfig { kubeconfig: Some(path.clone()), context: None, kinds: None };
     match client(&cfg).await {
         Err(ConfigError::Kube(msg)) => {
             assert!(msg.contains(&path.display().to_string()), "{msg}");
@@ -290,7 +303,7 @@ async fn client_names_a_missing_kubeconfig() {
 #[test]
 fn other_list_failures_block_sync_and_say_why() {
     let store = Store::new();
-    let mut backend = Backend::new(store.clone());
+    let mut backend = Backend::new(store.clone(), Kind::ALL);
     list_all_empty(&mut backend, &[Kind::Gateway]);
     let status = Status::failure(
         "gateways.gateway.networking.k8s.io is forbidden: User \"system:serviceaccount:istio-system:ambient\" cannot list resource \"gateways\"",
