@@ -340,7 +340,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__cni)
-            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
+            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --probe-snat --no-probe-snat --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -325,6 +325,8 @@ complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen
 json\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l install-plugin -d 'Install the plugin binary and its conflist entry on start, remove them on exit [default: on with --config-source kube, off with files]'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l no-install-plugin -d 'Do not install the plugin (the host provides it)'
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l probe-snat -d 'Rewrite the source of node-originated TCP to enrolled pods (kubelet probes) to 169.254.7.127, which the pods\' redirect rules let through [default: on with kube]'
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l no-probe-snat -d 'Do not install the node-side probe rule'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -f -a "plugin" -d 'Act as the chained CNI plugin (CNI_COMMAND and friends in the environment, config on stdin)'

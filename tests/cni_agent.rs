@@ -19,7 +19,7 @@ use ambient::config::files::FilesConfig;
 use ambient::sys::netns::Netns;
 use ambient::zds::{PodHandler, PodInfo, ZdsClientConfig, ZdsStatus, run_client};
 use futures::future::BoxFuture;
-use support::netns::{TestNet, TestPod};
+use support::netns::{TestNet, TestPod, in_namespace};
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
@@ -120,13 +120,17 @@ impl Node {
         std::fs::write(&temp, yaml).unwrap();
         std::fs::rename(temp, self.config_dir().join(file)).unwrap();
     }
-    async fn start_agent(&self) -> Agent {
+    fn agent_config(&self) -> AgentConfig {
         let mut config = AgentConfig::new(SourceConfig::Files(FilesConfig::new(vec![self.config_dir()])), NODE);
         config.zds_socket = self.zds_socket();
         config.plugin_socket = self.plugin_socket();
         config.retry_interval = Duration::from_millis(500);
         config.enrolled_wait = Duration::from_millis(500);
-        agent::start(config).await.expect("agent starts")
+        config
+    }
+
+    async fn start_agent(&self) -> Agent {
+        agent::start(self.agent_config()).await.expect("agent starts")
     }
     async fn ask(&self, request: &PluginRequest) -> AgentResponse {
         let stream = tokio::net::UnixStream::connect(self.plugin_socket()).await.expect("connect to the agent");
@@ -349,4 +353,61 @@ async fn added_fails_while_no_ztunnel_takes_the_pod() {
     }
     assert!(agent.active_pods().is_empty(), "the pod is not left in the mesh");
     agent.shutdown().await.unwrap();
+}
+
+/// Health probes from the node reach an enrolled pod's application directly: the agent makes
+/// node-originated TCP to its pods come from 169.254.7.127 (here the fixture's cluster namespace
+/// plays the node), and the pod's rules let that source past the capture.
+#[tokio::test]
+async fn node_probes_reach_an_enrolled_pods_application_past_the_capture() {
+    let net = TestNet::new();
+    let web = net.add_pod("web", Ipv4Addr::new(10, 10, 205, 1));
+    let node = Node::new();
+    node.write("ns.yaml", &namespace_yaml("shop", true));
+    node.write("pods.yaml", &pod_yaml("web", "shop", web.ip, NODE));
+    let mut ztunnel = Ztunnel::start(&node.zds_socket());
+    let mut config = node.agent_config();
+    config.probe_snat = Some(net.netns());
+    let agent = agent::start(config).await.expect("agent starts");
+    loop {
+        match ztunnel.next().await {
+            event @ Event::Add { .. } => {
+                assert_eq!(event, add_of(&web));
+                break;
+            }
+            Event::SnapshotDone(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(rules_installed(&web));
+    let app = web.listen(8080);
+    let _capture = web.listen(15006);
+    let probe_rule = format!(
+        "-A AMBIENT_POSTROUTING -d {}/32 -p tcp -m owner --socket-exists -j SNAT --to-source 169.254.7.127",
+        web.ip
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let saved = String::from_utf8_lossy(&net.exec(&["iptables-save", "-t", "nat"]).stdout).into_owned();
+        if saved.lines().any(|line| line == probe_rule) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the node's probe rule appears: {saved}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let target = std::net::SocketAddr::from((web.ip, 8080));
+    let _probe = in_namespace(net.ns_name(), || std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5)))
+        .expect("the probe connects");
+    let (_, peer) = app.accept().expect("the application accepts the probe itself");
+    assert_eq!(
+        peer.ip(),
+        std::net::IpAddr::from(Ipv4Addr::new(169, 254, 7, 127)),
+        "the probe comes from the probe source"
+    );
+
+    agent.shutdown().await.unwrap();
+    iptables::remove(&web.netns()).unwrap();
+    iptables::remove_probe_snat(&net.netns()).unwrap();
+    let saved = String::from_utf8_lossy(&net.exec(&["iptables-save", "-t", "nat"]).stdout).into_owned();
+    assert!(!saved.contains("AMBIENT_POSTROUTING"), "removed: {saved}");
 }

@@ -12,6 +12,7 @@ use crate::config::files::FilesConfig;
 use crate::config::kube::KubeConfig;
 use crate::mesh::MeshConfig;
 use crate::model::Kind;
+use crate::sys::netns::Netns;
 
 pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
     let Some(node_name) = args.node_name.filter(|n| !n.is_empty()) else {
@@ -39,6 +40,10 @@ pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
         .with_context(|| format!("--trust-domain {} / --root-namespace {}", args.trust_domain, args.root_namespace))?;
     config.zds_socket = args.zds_socket;
     config.plugin_socket = args.plugin_socket;
+    if args.probe_snat || (!args.no_probe_snat && args.config_source == ConfigSourceKind::Kube) {
+        // The agent runs in the node's network namespace (hostNetwork).
+        config.probe_snat = Some(Netns::current().context("opening the node's network namespace")?);
+    }
     if install {
         let binary = std::env::current_exe().context("locating the agent's own binary to install as the plugin")?;
         config.install = Some(InstallConfig { bin_dir: args.cni_bin_dir, conf_dir: args.cni_conf_dir, binary });

@@ -192,6 +192,13 @@ pub struct CniArgs {
     /// Do not install the plugin (the host provides it).
     #[arg(long)]
     pub no_install_plugin: bool,
+    /// Rewrite the source of node-originated TCP to enrolled pods (kubelet probes) to
+    /// 169.254.7.127, which the pods' redirect rules let through [default: on with kube].
+    #[arg(long, conflicts_with = "no_probe_snat")]
+    pub probe_snat: bool,
+    /// Do not install the node-side probe rule.
+    #[arg(long)]
+    pub no_probe_snat: bool,
     /// Trust domain of workload identities.
     #[arg(long, env = "AMBIENT_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,

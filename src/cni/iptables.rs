@@ -280,5 +280,49 @@ pub fn check(netns: &Netns, config: &RedirectConfig) -> Result<(), IptablesError
     Ok(())
 }
 
+/// The node side of health probes: in the node's namespace, TCP that node processes (the
+/// kubelet) open to an enrolled pod leaves with source [`PROBE_SOURCE`], which the pod's rules let
+/// through. One chain, `AMBIENT_POSTROUTING`, rewritten whole with the current pod addresses.
+pub const NODE_CHAIN: &str = "AMBIENT_POSTROUTING";
+
+fn probe_snat_input(pod_ips: &[Ipv4Addr], probe_source: Ipv4Addr, has_jump: bool) -> String {
+    let mut text = format!("*nat\n:{NODE_CHAIN} - [0:0]\n");
+    for ip in pod_ips {
+        // `--socket-exists`: only connections opened on the node itself (probes), never
+        // forwarded pod-to-pod traffic.
+        text +=
+            &format!("-A {NODE_CHAIN} -d {ip}/32 -p tcp -m owner --socket-exists -j SNAT --to-source {probe_source}\n");
+    }
+    if !has_jump {
+        text += &format!("-I POSTROUTING 1 -j {NODE_CHAIN}\n");
+    }
+    text += "COMMIT\n";
+    text
+}
+
+/// Makes node-originated TCP to each of `pod_ips` come from `probe_source` (IPv4), in `node`.
+pub fn sync_probe_snat(node: &Netns, pod_ips: &[Ipv4Addr], probe_source: Ipv4Addr) -> Result<(), IptablesError> {
+    let output = command_in(node, "iptables-save").args(["-t", "nat"]).stdin(Stdio::null()).output();
+    let saved = String::from_utf8_lossy(&checked("iptables-save", output)?.stdout).into_owned();
+    let has_jump = saved.lines().any(|line| line == format!("-A POSTROUTING -j {NODE_CHAIN}"));
+    restore(node, Family::V4, &probe_snat_input(pod_ips, probe_source, has_jump))
+}
+
+/// Removes the node-side probe rules from `node`.
+pub fn remove_probe_snat(node: &Netns) -> Result<(), IptablesError> {
+    let output = command_in(node, "iptables-save").args(["-t", "nat"]).stdin(Stdio::null()).output();
+    let saved = String::from_utf8_lossy(&checked("iptables-save", output)?.stdout).into_owned();
+    if !saved.lines().any(|line| line.starts_with(&format!(":{NODE_CHAIN} "))) {
+        return Ok(());
+    }
+    let jumps = saved.lines().filter(|line| *line == format!("-A POSTROUTING -j {NODE_CHAIN}")).count();
+    let mut text = String::from("*nat\n");
+    for _ in 0..jumps {
+        text += &format!("-D POSTROUTING -j {NODE_CHAIN}\n");
+    }
+    text += &format!("-F {NODE_CHAIN}\n-X {NODE_CHAIN}\nCOMMIT\n");
+    restore(node, Family::V4, &text)
+}
+
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,7 @@ use self::pods::Pods;
 use super::iptables::RedirectConfig;
 use crate::config::{self, ConfigError, SourceConfig};
 use crate::mesh::{Mesh, MeshConfig};
-use crate::sys::netns::NetnsExecutor;
+use crate::sys::netns::{Netns as NetnsHandle, NetnsExecutor};
 use crate::zds::{PodInfo, ZdsListener};
 
 /// How long an `Enrolled` request waits for a pod the store does not know yet.
@@ -58,6 +58,9 @@ pub struct AgentConfig {
     /// How long the plugin's Added waits for ztunnel to take the pod.
     pub ztunnel_wait: Duration,
     pub retry_interval: Duration,
+    /// The node's namespace, where node-originated TCP to enrolled pods (kubelet probes) gets
+    /// the probe source address (see `cni::iptables`); `None`: no probe rule.
+    pub probe_snat: Option<NetnsHandle>,
 }
 
 impl AgentConfig {
@@ -73,6 +76,7 @@ impl AgentConfig {
             enrolled_wait: DEFAULT_ENROLLED_WAIT,
             ztunnel_wait: DEFAULT_ZTUNNEL_WAIT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            probe_snat: None,
         }
     }
 }
@@ -146,6 +150,24 @@ impl Drop for Agent {
     }
 }
 
+/// Keeps the node-side probe rule in step with the pods in the mesh.
+async fn sync_probe_rules(ctx: Arc<Context>, node: NetnsHandle, probe_source: std::net::Ipv4Addr) {
+    let (_, mut updates) = ctx.pods.subscribe();
+    loop {
+        let ips = ctx.pods.active_ipv4();
+        let node = node.clone();
+        let synced =
+            tokio::task::spawn_blocking(move || crate::cni::iptables::sync_probe_snat(&node, &ips, probe_source)).await;
+        if let Ok(Err(error)) = synced {
+            tracing::warn!(%error, "cni agent: cannot update the node's probe rule");
+        }
+        match updates.recv().await {
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Starts the agent: the config source and mesh index, both sockets, the reconciler, and (when
 /// configured) the plugin installation. Returns once the sockets listen.
 pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
@@ -182,6 +204,9 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
     tasks.push(tokio::spawn(reconcile::run(context.clone(), source.store.clone(), synced_tx)));
     tasks.push(tokio::spawn(zds::serve(zds.clone(), context.clone())));
     tasks.push(tokio::spawn(plugin_server::serve(plugin, context.clone())));
+    if let Some(node) = config.probe_snat.clone() {
+        tasks.push(tokio::spawn(sync_probe_rules(context.clone(), node, context.redirect.probe_source)));
+    }
 
     if let Some(install) = &config.install {
         if let Err(e) = install::install(install, &config.plugin_socket) {

@@ -151,7 +151,8 @@ async fn added(ctx: &Context, pod: PluginPod) -> AgentResponse {
         info.uid = uid;
     }
     let uid = info.uid.clone();
-    ctx.pods.activate(key.clone(), ActivePod { info, netns }, true);
+    let ips = if pod.ips.is_empty() { workload.ips.clone() } else { pod.ips.clone() };
+    ctx.pods.activate(key.clone(), ActivePod { info, netns, ips }, true);
     // Answer only once ztunnel serves the pod: its traffic is already redirected to ztunnel's
     // in-pod ports, so a pod must not start before they listen. The plugin then fails ADD (and
     // takes its rules out); the runtime retries.

@@ -27,6 +27,8 @@ pub(crate) enum ZdsUpdate {
 pub(crate) struct ActivePod {
     pub info: PodInfo,
     pub netns: Netns,
+    /// The pod's addresses (for the node-side probe rules).
+    pub ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Default)]
@@ -69,6 +71,23 @@ impl Pods {
         self.lock().active.get(key).cloned()
     }
 
+    /// IPv4 addresses of the pods in the mesh, sorted.
+    pub fn active_ipv4(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut ips: Vec<_> = self
+            .lock()
+            .active
+            .values()
+            .flat_map(|pod| pod.ips.iter())
+            .filter_map(|ip| match ip {
+                std::net::IpAddr::V4(v4) => Some(*v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        ips.sort();
+        ips.dedup();
+        ips
+    }
+
     pub fn active_keys(&self) -> Vec<WorkloadKey> {
         self.lock().active.keys().cloned().collect()
     }
@@ -97,6 +116,9 @@ impl Pods {
         }
         if let Some(old) = state.active.get(&key) {
             if old.netns == pod.netns && old.info == pod.info {
+                if old.ips != pod.ips {
+                    state.active.insert(key, pod);
+                }
                 return true;
             }
             let _ = self.updates.send(ZdsUpdate::Del { uid: old.info.uid.clone() });

@@ -142,7 +142,11 @@ async fn enrol_running(ctx: &Context, workload: &Workload) -> Result<(), String>
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let name = format!("{}/{}", workload.key.namespace, workload.key.name);
-    if ctx.pods.activate(workload.key.clone(), ActivePod { info: pod_info(workload), netns: netns.clone() }, false) {
+    if ctx.pods.activate(
+        workload.key.clone(),
+        ActivePod { info: pod_info(workload), netns: netns.clone(), ips: workload.ips.clone() },
+        false,
+    ) {
         info!(pod = %name, netns = ?netns, "cni agent: running pod enrolled");
     } else {
         // The plugin deleted it while its namespace was being looked for; undo the rules.
