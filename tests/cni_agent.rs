@@ -144,6 +144,18 @@ impl Node {
     }
 }
 
+/// The `shop/web` pod as the plugin reports it during ADD.
+fn plugin_pod(web: &TestPod) -> PluginPod {
+    PluginPod {
+        namespace: "shop".into(),
+        name: "web".into(),
+        uid: Some("uid-web".into()),
+        container_id: "c0ffee".into(),
+        netns: PathBuf::from("/run/netns").join(&web.ns_name),
+        ips: vec![web.ip.into()],
+    }
+}
+
 fn namespace_yaml(name: &str, ambient: bool) -> String {
     let labels = if ambient { "{istio.io/dataplane-mode: ambient}" } else { "{}" };
     format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {labels}}}\n")
@@ -290,14 +302,7 @@ async fn plugin_requests_are_answered_per_protocol() {
         other => panic!("unexpected {other:?}"),
     }
 
-    let pod = PluginPod {
-        namespace: "shop".into(),
-        name: "web".into(),
-        uid: Some("uid-web".into()),
-        container_id: "c0ffee".into(),
-        netns: PathBuf::from("/run/netns").join(&web.ns_name),
-        ips: vec![web.ip.into()],
-    };
+    let pod = plugin_pod(&web);
     // The plugin installs the rules before Added.
     iptables::install(&web.netns(), &Default::default()).unwrap();
     assert_eq!(node.ask(&PluginRequest::Added { pod: pod.clone() }).await, AgentResponse::Ok);
@@ -337,14 +342,7 @@ async fn added_fails_while_no_ztunnel_takes_the_pod() {
         &pod_yaml("web", "shop", web.ip, NODE).replace(&format!("status: {{podIP: {}}}\n", web.ip), ""),
     );
     let agent = node.start_agent().await;
-    let pod = PluginPod {
-        namespace: "shop".into(),
-        name: "web".into(),
-        uid: Some("uid-web".into()),
-        container_id: "c0ffee".into(),
-        netns: PathBuf::from("/run/netns").join(&web.ns_name),
-        ips: vec![web.ip.into()],
-    };
+    let pod = plugin_pod(&web);
     match node.ask(&PluginRequest::Added { pod }).await {
         AgentResponse::Error { message } => {
             assert!(message.contains("ztunnel on this node has not taken pod shop/web"), "{message}")

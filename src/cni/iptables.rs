@@ -186,10 +186,14 @@ fn checked(tool: &'static str, output: std::io::Result<Output>) -> Result<Output
     }
 }
 
-fn saved_nat(netns: &Netns, family: Family) -> Result<NatState, IptablesError> {
+/// The `nat` table of `netns` as `iptables-save` prints it.
+fn saved_nat_text(netns: &Netns, family: Family) -> Result<String, IptablesError> {
     let output = command_in(netns, family.save()).args(["-t", "nat"]).stdin(Stdio::null()).output();
-    let output = checked(family.save(), output)?;
-    Ok(parse_nat(&String::from_utf8_lossy(&output.stdout)))
+    Ok(String::from_utf8_lossy(&checked(family.save(), output)?.stdout).into_owned())
+}
+
+fn saved_nat(netns: &Netns, family: Family) -> Result<NatState, IptablesError> {
+    Ok(parse_nat(&saved_nat_text(netns, family)?))
 }
 
 fn restore(netns: &Netns, family: Family, input: &str) -> Result<(), IptablesError> {
@@ -302,16 +306,14 @@ fn probe_snat_input(pod_ips: &[Ipv4Addr], probe_source: Ipv4Addr, has_jump: bool
 
 /// Makes node-originated TCP to each of `pod_ips` come from `probe_source` (IPv4), in `node`.
 pub fn sync_probe_snat(node: &Netns, pod_ips: &[Ipv4Addr], probe_source: Ipv4Addr) -> Result<(), IptablesError> {
-    let output = command_in(node, "iptables-save").args(["-t", "nat"]).stdin(Stdio::null()).output();
-    let saved = String::from_utf8_lossy(&checked("iptables-save", output)?.stdout).into_owned();
+    let saved = saved_nat_text(node, Family::V4)?;
     let has_jump = saved.lines().any(|line| line == format!("-A POSTROUTING -j {NODE_CHAIN}"));
     restore(node, Family::V4, &probe_snat_input(pod_ips, probe_source, has_jump))
 }
 
 /// Removes the node-side probe rules from `node`.
 pub fn remove_probe_snat(node: &Netns) -> Result<(), IptablesError> {
-    let output = command_in(node, "iptables-save").args(["-t", "nat"]).stdin(Stdio::null()).output();
-    let saved = String::from_utf8_lossy(&checked("iptables-save", output)?.stdout).into_owned();
+    let saved = saved_nat_text(node, Family::V4)?;
     if !saved.lines().any(|line| line.starts_with(&format!(":{NODE_CHAIN} "))) {
         return Ok(());
     }
