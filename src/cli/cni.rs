@@ -44,6 +44,9 @@ pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
         // The agent runs in the node's network namespace (hostNetwork).
         config.probe_snat = Some(Netns::current().context("opening the node's network namespace")?);
     }
+    if let Some(prefix) = args.netns_prefix.filter(|p| !p.is_empty()) {
+        config.discovery = agent::Discovery::NamedPrefix(prefix);
+    }
     if install {
         let binary = std::env::current_exe().context("locating the agent's own binary to install as the plugin")?;
         config.install = Some(InstallConfig { bin_dir: args.cni_bin_dir, conf_dir: args.cni_conf_dir, binary });

@@ -199,6 +199,10 @@ pub struct CniArgs {
     /// Do not install the node-side probe rule.
     #[arg(long)]
     pub no_probe_snat: bool,
+    /// Look for running pods only in named network namespaces (`/var/run/netns`) whose name
+    /// starts with PREFIX, instead of every namespace on the node.
+    #[arg(long, value_name = "PREFIX")]
+    pub netns_prefix: Option<String>,
     /// Trust domain of workload identities.
     #[arg(long, env = "AMBIENT_TRUST_DOMAIN", default_value = "cluster.local")]
     pub trust_domain: String,

@@ -2,6 +2,7 @@
 //! Every `unsafe` block of the crate lives here, kept small and commented.
 
 pub mod netns;
+pub mod process;
 pub mod seqpacket;
 pub mod socket;
 

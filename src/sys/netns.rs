@@ -144,6 +144,42 @@ pub fn command_in(netns: &Netns, program: &str) -> std::process::Command {
     command
 }
 
+/// A command that runs as a local pod's process: it enters `netns`, gets a mount namespace of its
+/// own in which `hosts` is bind-mounted over `/etc/hosts` (the pod's service names, as
+/// `ip netns exec` does with `/etc/netns/<name>/hosts`), and, if `die_with_parent`, is sent
+/// SIGTERM when the thread that started it exits.
+pub fn command_in_pod(
+    netns: &Netns,
+    hosts: &Path,
+    die_with_parent: bool,
+    program: &str,
+) -> io::Result<std::process::Command> {
+    use nix::mount::{MsFlags, mount};
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(program);
+    let keep_open = netns.inner.clone();
+    let hosts = std::ffi::CString::new(hosts.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hosts path holds a NUL byte"))?;
+    // SAFETY: the closure runs in the forked child between fork and exec. It makes only system
+    // calls (setns, unshare, mount, prctl) on values prepared before the fork (the descriptor,
+    // kept open by `keep_open`, and the C string `hosts`); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = BorrowedFd::borrow_raw(keep_open.fd.as_raw_fd());
+            setns(fd, CloneFlags::CLONE_NEWNET)?;
+            nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+            // Our mounts must not propagate back to the host.
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
+            mount(Some(hosts.as_c_str()), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            if die_with_parent {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}
+
 /// A job for the executor thread: it receives the outcome of entering the namespace and, when
 /// that worked, runs the caller's closure and replies through its own channel.
 struct Job {

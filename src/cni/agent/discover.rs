@@ -14,12 +14,31 @@ use crate::sys::netns::{Netns, NetnsExecutor};
 /// Where runtimes bind-mount pod namespaces (containerd, CRI-O, `ip netns`).
 const NAMED_NETNS_DIR: &str = "/var/run/netns";
 
+/// Which namespaces may hold the node's pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// Every named namespace and every process's namespace on the node.
+    Node,
+    /// Only named namespaces (`/var/run/netns/<prefix>...`) whose name starts with the prefix:
+    /// for a runtime that names its pods' namespaces, such as `ambient local`, so that several
+    /// of them on one machine never look at each other's pods.
+    NamedPrefix(String),
+}
+
 /// Candidate namespace paths: named ones first (no ptrace access check needed), then each
 /// process's. Opening `/proc/<pid>/ns/net` of another user's process needs CAP_SYS_PTRACE.
-fn candidate_paths() -> Vec<PathBuf> {
+fn candidate_paths(discovery: &Discovery) -> Vec<PathBuf> {
     let mut paths = Vec::new();
     if let Ok(entries) = std::fs::read_dir(NAMED_NETNS_DIR) {
-        paths.extend(entries.flatten().map(|entry| entry.path()));
+        let wanted = |name: &str| match discovery {
+            Discovery::Node => true,
+            Discovery::NamedPrefix(prefix) => name.starts_with(prefix.as_str()),
+        };
+        paths
+            .extend(entries.flatten().filter(|e| e.file_name().to_str().is_some_and(wanted)).map(|entry| entry.path()));
+    }
+    if let Discovery::NamedPrefix(_) = discovery {
+        return paths;
     }
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -34,11 +53,11 @@ fn candidate_paths() -> Vec<PathBuf> {
 
 /// The distinct namespaces of the node other than the agent's own (a host-network pod shares
 /// it and is never redirected). Paths that vanish or cannot be opened are skipped.
-fn node_namespaces() -> Vec<Netns> {
+fn node_namespaces(discovery: &Discovery) -> Vec<Netns> {
     let own = Netns::current().ok().map(|ns| ns.inode());
     let mut seen: HashSet<u64> = own.into_iter().collect();
     let mut found = Vec::new();
-    for path in candidate_paths() {
+    for path in candidate_paths(discovery) {
         match Netns::open(&path) {
             Ok(ns) if seen.insert(ns.inode()) => found.push(ns),
             Ok(_) => {}
@@ -70,11 +89,17 @@ fn holds_any(ips: &[IpAddr]) -> io::Result<bool> {
 /// The namespace holding one of the pod's `ips`, if exactly one does. Several matches mean the
 /// IP is not unique on this node (a stale namespace, or a test elsewhere): none is picked,
 /// since redirecting the wrong namespace is worse than waiting.
-pub async fn find_netns_by_ip(executor: &NetnsExecutor, ips: &[IpAddr]) -> io::Result<Option<Netns>> {
+pub async fn find_netns_by_ip(
+    executor: &NetnsExecutor,
+    discovery: &Discovery,
+    ips: &[IpAddr],
+) -> io::Result<Option<Netns>> {
     if ips.is_empty() {
         return Ok(None);
     }
-    let candidates = tokio::task::spawn_blocking(node_namespaces).await.map_err(io::Error::other)?;
+    let discovery = discovery.clone();
+    let candidates =
+        tokio::task::spawn_blocking(move || node_namespaces(&discovery)).await.map_err(io::Error::other)?;
     let mut matches = Vec::new();
     for ns in candidates {
         let wanted = ips.to_vec();

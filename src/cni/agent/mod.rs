@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-pub use self::discover::find_netns_by_ip;
+pub use self::discover::{Discovery, find_netns_by_ip};
 pub use self::install::{InstallConfig, InstallError};
 use self::pods::Pods;
 use super::iptables::RedirectConfig;
@@ -61,6 +61,8 @@ pub struct AgentConfig {
     /// The node's namespace, where node-originated TCP to enrolled pods (kubelet probes) gets
     /// the probe source address (see `cni::iptables`); `None`: no probe rule.
     pub probe_snat: Option<NetnsHandle>,
+    /// Where running pods are looked for by IP.
+    pub discovery: Discovery,
 }
 
 impl AgentConfig {
@@ -77,6 +79,7 @@ impl AgentConfig {
             ztunnel_wait: DEFAULT_ZTUNNEL_WAIT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
             probe_snat: None,
+            discovery: Discovery::Node,
         }
     }
 }
@@ -103,6 +106,7 @@ pub(crate) struct Context {
     pub enrolled_wait: Duration,
     pub ztunnel_wait: Duration,
     pub retry_interval: Duration,
+    pub discovery: Discovery,
     /// True once the first pass over the synced store is done.
     pub synced: tokio::sync::watch::Receiver<bool>,
 }
@@ -184,6 +188,7 @@ pub async fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         enrolled_wait: config.enrolled_wait,
         ztunnel_wait: config.ztunnel_wait,
         retry_interval: config.retry_interval,
+        discovery: config.discovery,
         synced,
     });
 

@@ -127,7 +127,7 @@ async fn reconcile(ctx: &Context, key: &WorkloadKey) {
 
 /// A running pod that should be in the mesh: find its namespace, redirect, hand to ztunnel.
 async fn enrol_running(ctx: &Context, workload: &Workload) -> Result<(), String> {
-    let netns = super::discover::find_netns_by_ip(&ctx.executor, &workload.ips)
+    let netns = super::discover::find_netns_by_ip(&ctx.executor, &ctx.discovery, &workload.ips)
         .await
         .map_err(|e| format!("looking for its network namespace: {e}"))?;
     let Some(netns) = netns else {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::not_implemented;
+mod inspect;
+mod up;
 
 #[derive(Debug, Subcommand)]
 pub enum LocalCommand {
@@ -28,16 +29,30 @@ pub enum LocalCommand {
         after_help = "Examples:\n  ambient local logs productpage -n bookinfo\n  ambient local logs ztunnel --node node-1 -f"
     )]
     Logs(LocalLogsArgs),
+    /// Print a component's Prometheus metrics.
+    #[command(after_help = "Examples:\n  ambient local metrics ztunnel/node-1\n  ambient local metrics controlplane")]
+    Metrics(LocalMetricsArgs),
+    /// The runtime behind `up` (started by `up`, not by hand).
+    #[command(hide = true)]
+    Runtime(LocalUpArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StateDirArgs {
-    /// Where the local mesh keeps its state.
-    #[arg(long, env = "AMBIENT_LOCAL_STATE_DIR", default_value = "/var/run/ambient-local")]
+    /// Where the local mesh keeps its state (one folder per mesh).
+    #[arg(long, env = "AMBIENT_LOCAL_STATE_DIR", default_value = crate::local::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
+pub struct LocalMetricsArgs {
+    /// `controlplane`, or `ztunnel/NODE` (e.g. `ztunnel/node-1`).
+    pub component: String,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct LocalUpArgs {
     /// Files or folders of Kubernetes YAML (repeatable).
     #[arg(short = 'f', long = "filename", required = true, value_name = "PATH")]
@@ -85,10 +100,12 @@ pub struct LocalLogsArgs {
 
 pub fn run(cmd: LocalCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        LocalCommand::Up(_) => not_implemented("local up"),
-        LocalCommand::Down(_) => not_implemented("local down"),
-        LocalCommand::Status(_) => not_implemented("local status"),
-        LocalCommand::Exec(_) => not_implemented("local exec"),
-        LocalCommand::Logs(_) => not_implemented("local logs"),
+        LocalCommand::Up(args) => up::up(args),
+        LocalCommand::Runtime(args) => up::runtime(args),
+        LocalCommand::Down(args) => inspect::down(args),
+        LocalCommand::Status(args) => inspect::status(args),
+        LocalCommand::Exec(args) => inspect::exec(args),
+        LocalCommand::Logs(args) => inspect::logs(args),
+        LocalCommand::Metrics(args) => inspect::metrics(args),
     }
 }
