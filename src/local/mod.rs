@@ -13,6 +13,7 @@
 //! loop), `teardown` (`down`, also from the state file alone).
 
 pub mod state;
+pub mod teardown;
 
 use std::path::PathBuf;
 
