@@ -12,6 +12,8 @@
 //! conflist), `pods` (pod lifecycle and supervision), `components`, `publish`, `runtime` (the
 //! loop), `teardown` (`down`, also from the state file alone).
 
+pub mod cni_runtime;
+pub mod network;
 pub mod state;
 
 use std::path::PathBuf;
