@@ -14,16 +14,16 @@
 
 pub mod board;
 pub mod cni_runtime;
-pub mod network;
-pub mod teardown;
 pub mod components;
 pub mod http;
+pub mod network;
 pub mod pods;
 pub mod preflight;
 pub mod publish;
 pub mod runtime;
 pub mod state;
 pub mod supervise;
+pub mod teardown;
 
 use std::path::PathBuf;
 

@@ -208,6 +208,7 @@ impl Mesh {
             pods: BTreeMap::new(),
             stopping: BTreeMap::new(),
             vips: VipAllocator::new(service_cidr),
+            services: BTreeSet::new(),
             services_tx,
             rules: None,
             network: self.network.take().expect("set above"),
@@ -356,6 +357,8 @@ struct Reconciler {
     /// Pods being stopped: a pod of the same name starts only once its namespace is gone.
     stopping: BTreeMap<PodKey, JoinHandle<()>>,
     vips: VipAllocator,
+    /// The services that hold a VIP, to release those that are gone.
+    services: BTreeSet<PodKey>,
     services_tx: watch::Sender<Arc<Vec<ServiceState>>>,
     rules: Option<Vec<ServiceRule>>,
     network: ClusterNetwork,
@@ -487,7 +490,7 @@ impl Reconciler {
                 continue; // headless
             }
             if let Some(ip) = spec.cluster_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) {
-                self.vips.reserve(&key, ip);
+                self.vips.assign(&key, ip);
             }
             let Some(vip) = self.vips.allocate(&key) else {
                 tracing::warn!(service = %format!("{}/{}", key.0, key.1), "no free service address");
@@ -521,10 +524,10 @@ impl Reconciler {
             }
             states.push(ServiceState { namespace: key.0.clone(), name: key.1.clone(), cluster_ip: vip.into(), ports });
         }
-        let gone: Vec<PodKey> = self.vips.keys().filter(|k| !present.contains(*k)).cloned().collect();
-        for key in gone {
-            self.vips.release(&key);
+        for key in self.services.difference(&present) {
+            self.vips.release(key);
         }
+        self.services = present;
         rules.sort_by_key(|r| (r.cluster_ip, r.port));
         if self.rules.as_ref() != Some(&rules) {
             match self.network.sync_services(&rules) {
