@@ -271,7 +271,11 @@ fn launch(
 
 /// Waits until the component's process runs, `extra` holds and its ready URL answers 200; fails
 /// with the end of its log if that takes longer than [`READY_TIMEOUT`].
-async fn wait_ready(board: &Arc<Board>, component: &ComponentState, extra: impl Fn() -> bool) -> Result<(), LocalError> {
+async fn wait_ready(
+    board: &Arc<Board>,
+    component: &ComponentState,
+    extra: impl Fn() -> bool,
+) -> Result<(), LocalError> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let running = board.read(|s| s.component(&component.name).and_then(|c| c.process).is_some());

@@ -442,6 +442,15 @@ pub fn render_hosts(
 /// over the pods' `/etc/hosts`, and a renamed-over file would leave them with the old inode).
 /// Unchanged content is not rewritten, so readers see no needless empty moment. Creates the
 /// parent folders.
+/// The `/etc/resolv.conf` of a pod: Kubernetes' search path, and no reachable name server (there
+/// is no cluster DNS; names resolve from the hosts file), so a lookup that misses fails at once
+/// instead of waiting for the host's name servers, which a pod cannot reach.
+pub fn render_resolv(pod_namespace: &str, domain: &str) -> String {
+    format!(
+        "# ambient local: names come from /etc/hosts; no name server is reachable from a pod\nnameserver 127.0.0.1\nsearch {pod_namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5 timeout:1 attempts:1\n"
+    )
+}
+
 pub fn write_hosts(path: &Path, text: &str) -> Result<(), LocalError> {
     if std::fs::read(path).is_ok_and(|current| current == text.as_bytes()) {
         return Ok(());

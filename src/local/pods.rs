@@ -4,7 +4,7 @@
 //! readiness. Stopping reverses it all. Each pod is one task; its progress goes to the board.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,8 @@ use crate::sys::netns::{Netns, NetnsExecutor};
 
 /// How often readiness is checked.
 const READINESS_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a ready pod is checked again.
+const READY_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a readiness connection may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 /// Retry interval when the pod's network cannot be set up.
@@ -153,6 +155,11 @@ async fn run(ctx: Arc<PodContext>, pod: Pod, node: String, mut stop: watch::Rece
     update(&ctx, &namespace, &name, |p| p.netns = Some(netns_name.clone()));
     let hosts = ctx.dir.hosts_file(&namespace, &name);
     write_hosts(&ctx, &hosts, &namespace, &name, None);
+    if let Err(e) =
+        network::write_hosts(&hosts.with_file_name("resolv.conf"), &network::render_resolv(&namespace, &ctx.domain))
+    {
+        tracing::warn!("{e}");
+    }
     let cni_pod = CniPod {
         namespace: namespace.clone(),
         name: name.clone(),
@@ -228,6 +235,7 @@ async fn run(ctx: Arc<PodContext>, pod: Pod, node: String, mut stop: watch::Rece
 
     // Readiness and hosts updates until stopped.
     let mut services = ctx.services.clone();
+    let mut interval = READINESS_INTERVAL;
     loop {
         tokio::select! {
             () = supervise::stopped(&mut stop) => break,
@@ -236,9 +244,11 @@ async fn run(ctx: Arc<PodContext>, pod: Pod, node: String, mut stop: watch::Rece
                     write_hosts(&ctx, &hosts, &namespace, &name, Some(ip));
                 }
             }
-            _ = tokio::time::sleep(READINESS_INTERVAL) => {
+            _ = tokio::time::sleep(interval) => {
                 let (ready, phase) = readiness(&ctx, &plan, &netns, &namespace, &name, ip).await;
                 update_if_changed(&ctx, &namespace, &name, ready, phase);
+                // Fast until ready (`up` waits for it), then at an easier pace.
+                interval = if ready { READY_INTERVAL } else { READINESS_INTERVAL };
             }
         }
     }
@@ -255,6 +265,7 @@ async fn run(ctx: Arc<PodContext>, pod: Pod, node: String, mut stop: watch::Rece
 fn update_if_changed(ctx: &PodContext, namespace: &str, name: &str, ready: bool, phase: &str) {
     let same = ctx.board.read(|s| s.pod(namespace, name).is_none_or(|p| p.ready == ready && p.phase == phase));
     if !same {
+        tracing::info!(pod = %format!("{namespace}/{name}"), ready, phase, "pod status");
         update(ctx, namespace, name, |p| {
             p.ready = ready;
             p.phase = phase.to_string();
@@ -317,15 +328,13 @@ async fn readiness(
     (true, "Running")
 }
 
-/// Whether something listens on `port` in the pod: on loopback, or only on the pod's address.
+/// Whether the application listens on `port` at the pod's address, as kubelet probes it. The
+/// probe carries ztunnel's mark, which the pod's redirection lets through (as it lets kubelet's
+/// probes through): otherwise an enrolled pod's own ztunnel would answer for the application.
 async fn accepts(ctx: &PodContext, netns: &Netns, port: u16, ip: IpAddr) -> bool {
-    for target in [IpAddr::V4(Ipv4Addr::LOCALHOST), ip] {
-        let connect = crate::sys::socket::tcp_connect_in(&ctx.executor, Some(netns), SocketAddr::new(target, port), None);
-        if matches!(tokio::time::timeout(PROBE_TIMEOUT, connect).await, Ok(Ok(_))) {
-            return true;
-        }
-    }
-    false
+    let mark = Some(crate::ztunnel::config::DEFAULT_PACKET_MARK);
+    let connect = crate::sys::socket::tcp_connect_in(&ctx.executor, Some(netns), SocketAddr::new(ip, port), mark);
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, connect).await, Ok(Ok(_)))
 }
 
 /// What a pod spec asks the runtime to run.
@@ -356,14 +365,23 @@ enum EnvValue {
 }
 
 /// Fields `valueFrom.fieldRef` may name here.
-const SUPPORTED_FIELDS: &[&str] =
-    &["metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName", "status.podIP"];
+const SUPPORTED_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.podIP",
+];
 
 impl Plan {
     fn from_pod(pod: &Pod) -> Result<Plan, String> {
         let spec = pod.spec.as_ref().ok_or("the pod has no spec")?;
         let restart = Restart::from_policy(spec.restart_policy.as_deref()).ok_or_else(|| {
-            format!("spec.restartPolicy {:?} is not Always, OnFailure or Never", spec.restart_policy.as_deref().unwrap_or(""))
+            format!(
+                "spec.restartPolicy {:?} is not Always, OnFailure or Never",
+                spec.restart_policy.as_deref().unwrap_or("")
+            )
         })?;
         if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
             return Err("spec.initContainers are not supported by ambient local".into());
@@ -371,7 +389,8 @@ impl Plan {
         let mut containers = Vec::new();
         let mut probe_ports = Vec::new();
         for (i, c) in spec.containers.iter().enumerate() {
-            containers.push(ContainerPlan::from_container(c).map_err(|e| format!("spec.containers[{i}] ({}): {e}", c.name))?);
+            containers
+                .push(ContainerPlan::from_container(c).map_err(|e| format!("spec.containers[{i}] ({}): {e}", c.name))?);
             for port in c.ports.iter().flatten() {
                 let tcp = port.protocol.as_deref().is_none_or(|p| p == "TCP");
                 if tcp && let Ok(port) = u16::try_from(port.container_port) {
@@ -439,7 +458,9 @@ impl ContainerPlan {
                             SUPPORTED_FIELDS.join(", ")
                         ));
                     }
-                    None => return Err(format!("env {}: only valueFrom.fieldRef is supported by ambient local", var.name)),
+                    None => {
+                        return Err(format!("env {}: only valueFrom.fieldRef is supported by ambient local", var.name));
+                    }
                 },
                 (value, None) => env.push(EnvValue::Literal(var.name.clone(), value.clone().unwrap_or_default())),
             }
@@ -448,7 +469,15 @@ impl ContainerPlan {
     }
 
     /// The supervised process for this container in the pod's namespace.
-    fn spec(&self, ctx: &PodContext, plan: &Plan, netns: &Netns, hosts: &Path, ip: IpAddr, node: &str) -> Result<ProcessSpec, String> {
+    fn spec(
+        &self,
+        ctx: &PodContext,
+        plan: &Plan,
+        netns: &Netns,
+        hosts: &Path,
+        ip: IpAddr,
+        node: &str,
+    ) -> Result<ProcessSpec, String> {
         let mut env: Vec<(String, String)> = vec![
             ("PATH".into(), BASE_PATH.into()),
             ("HOME".into(), "/root".into()),

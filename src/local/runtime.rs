@@ -256,7 +256,7 @@ impl Mesh {
     /// Whether every ztunnel knows every ready pod as a healthy workload: until then a client
     /// could resolve a service with no endpoint yet, so `up` is not done.
     async fn converged(&self) -> bool {
-        let (pods, ztunnels) = self.board.read(|s| {
+        let (pods, ztunnels, services) = self.board.read(|s| {
             let pods: Vec<String> = s
                 .pods
                 .iter()
@@ -269,7 +269,17 @@ impl Mesh {
                 .filter(|c| c.kind == super::state::ComponentKind::Ztunnel)
                 .filter_map(|c| c.admin_url.clone())
                 .collect();
-            (pods, ztunnels)
+            let services: Vec<(String, Vec<String>)> = s
+                .services
+                .iter()
+                .map(|svc| {
+                    let hostname = format!("{}.{}.svc.{DOMAIN}", svc.name, svc.namespace);
+                    let uids =
+                        svc.endpoints.iter().map(|p| format!("{CLUSTER_ID}//Pod/{}/{p}", svc.namespace)).collect();
+                    (hostname, uids)
+                })
+                .collect();
+            (pods, ztunnels, services)
         });
         for url in ztunnels {
             let Ok((200, body)) = super::http::get(&url, Duration::from_secs(2)).await else { return false };
@@ -278,11 +288,22 @@ impl Mesh {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|w| w["status"].as_str().is_none_or(|s| s == "HEALTHY"))
+                .filter(|w| w["healthy"].as_bool() == Some(true))
                 .filter_map(|w| w["uid"].as_str())
                 .collect();
             if !pods.iter().all(|uid| healthy.contains(uid.as_str())) {
                 return false;
+            }
+            // And every service has every ready backend as a healthy endpoint.
+            let known = dump["state"]["services"].as_array().cloned().unwrap_or_default();
+            for (hostname, uids) in &services {
+                let entry = known.iter().find(|s| s["service"]["hostname"].as_str() == Some(hostname.as_str()));
+                let Some(entry) = entry else { return false };
+                let endpoints: BTreeSet<&str> =
+                    entry["endpoints"].as_array().into_iter().flatten().filter_map(|e| e.as_str()).collect();
+                if !uids.iter().all(|uid| endpoints.contains(uid.as_str())) {
+                    return false;
+                }
             }
         }
         true
@@ -410,14 +431,19 @@ impl Reconciler {
         let namespaces_enrolled: BTreeSet<String> = snapshot
             .iter()
             .filter_map(|r| match r.as_ref() {
-                Resource::Namespace(ns) if labels::labels_enrol(&labels_of(&ns.metadata.labels)) => ns.metadata.name.clone(),
+                Resource::Namespace(ns) if labels::labels_enrol(&labels_of(&ns.metadata.labels)) => {
+                    ns.metadata.name.clone()
+                }
                 _ => None,
             })
             .collect();
         let mut wanted: BTreeMap<PodKey, &Pod> = BTreeMap::new();
         for resource in snapshot.iter() {
             if let Resource::Pod(pod) = resource.as_ref() {
-                let key = (pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), pod.metadata.name.clone().unwrap_or_default());
+                let key = (
+                    pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                    pod.metadata.name.clone().unwrap_or_default(),
+                );
                 wanted.insert(key, pod);
             }
         }
@@ -437,7 +463,8 @@ impl Reconciler {
             }
         }
         for (key, pod) in wanted {
-            let enrolled = labels::pod_wants_enrolment(&labels_of(&pod.metadata.labels), namespaces_enrolled.contains(&key.0));
+            let enrolled =
+                labels::pod_wants_enrolment(&labels_of(&pod.metadata.labels), namespaces_enrolled.contains(&key.0));
             if self.pods.contains_key(&key) {
                 let current = self.ctx.board.read(|s| s.pod(&key.0, &key.1).map(|p| p.enrolled));
                 if current.is_some_and(|e| e != enrolled) {
@@ -484,7 +511,10 @@ impl Reconciler {
         for resource in snapshot.iter() {
             let Resource::Service(service) = resource.as_ref() else { continue };
             let Some(spec) = &service.spec else { continue };
-            let key = (service.metadata.namespace.clone().unwrap_or_else(|| "default".into()), service.metadata.name.clone().unwrap_or_default());
+            let key = (
+                service.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+                service.metadata.name.clone().unwrap_or_default(),
+            );
             present.insert(key.clone());
             if spec.cluster_ip.as_deref() == Some("None") {
                 continue; // headless
@@ -499,6 +529,7 @@ impl Reconciler {
             vips.insert(key.clone(), vip);
             let selector = labels_of(&spec.selector);
             let mut ports = Vec::new();
+            let mut backends = BTreeSet::new();
             for port in spec.ports.iter().flatten() {
                 let Ok(number) = u16::try_from(port.port) else { continue };
                 ports.push(number);
@@ -511,18 +542,30 @@ impl Reconciler {
                 if !selector.is_empty() {
                     for pod in board.pods.iter().filter(|p| p.namespace == key.0 && p.ready) {
                         let Some(std::net::IpAddr::V4(ip)) = pod.ip else { continue };
-                        let Some(Resource::Pod(object)) = snapshot.get(&crate::model::ObjectRef::new(Kind::Pod, &pod.namespace, &pod.name)).map(|r| r.as_ref()) else { continue };
+                        let Some(Resource::Pod(object)) = snapshot
+                            .get(&crate::model::ObjectRef::new(Kind::Pod, &pod.namespace, &pod.name))
+                            .map(|r| r.as_ref())
+                        else {
+                            continue;
+                        };
                         if !labels::selector_matches(&selector, &labels_of(&object.metadata.labels)) {
                             continue;
                         }
                         if let Some(target) = target_port(port.target_port.as_ref(), number, object) {
                             endpoints.push(std::net::SocketAddrV4::new(ip, target));
+                            backends.insert(pod.name.clone());
                         }
                     }
                 }
                 rules.push(ServiceRule { cluster_ip: vip, port: number, protocol, endpoints });
             }
-            states.push(ServiceState { namespace: key.0.clone(), name: key.1.clone(), cluster_ip: vip.into(), ports });
+            states.push(ServiceState {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                cluster_ip: vip.into(),
+                ports,
+                endpoints: backends.into_iter().collect(),
+            });
         }
         for key in self.services.difference(&present) {
             self.vips.release(key);
@@ -549,7 +592,8 @@ impl Reconciler {
             .iter()
             .filter_map(|resource| {
                 let meta = resource.meta();
-                let key = (meta.namespace.clone().unwrap_or_else(|| "default".into()), meta.name.clone().unwrap_or_default());
+                let key =
+                    (meta.namespace.clone().unwrap_or_else(|| "default".into()), meta.name.clone().unwrap_or_default());
                 publish::published(resource, || board.pod(&key.0, &key.1).cloned(), || vips.get(&key).copied())
             })
             .collect();

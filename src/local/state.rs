@@ -242,6 +242,9 @@ pub struct ServiceState {
     pub name: String,
     pub cluster_ip: IpAddr,
     pub ports: Vec<u16>,
+    /// The ready pods behind it (`<name>`, in the service's namespace).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 impl MeshState {

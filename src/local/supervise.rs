@@ -46,9 +46,15 @@ pub enum ProcessEvent {
     Started(ProcessRecord),
     /// It exited (`code`, or killed by a signal: 128 + signal number) and `restarting` says
     /// whether it will be started again.
-    Exited { code: i32, restarting: bool },
+    Exited {
+        code: i32,
+        restarting: bool,
+    },
     /// It could not be started at all (missing program, bad log path).
-    SpawnFailed { error: String, restarting: bool },
+    SpawnFailed {
+        error: String,
+        restarting: bool,
+    },
     /// Stopped on request.
     Stopped,
 }

@@ -99,10 +99,16 @@ pub fn up(args: LocalUpArgs) -> anyhow::Result<ExitCode> {
                 }
                 Ok(Progress::Ready { pods, nodes }) => {
                     bar.finish_and_clear();
-                    let note = if warnings > 0 { format!(" ({warnings} problems in the input, skipped)") } else { String::new() };
+                    let note = if warnings > 0 {
+                        format!(" ({warnings} problems in the input, skipped)")
+                    } else {
+                        String::new()
+                    };
                     println!("local mesh ready: {pods} pods on {nodes} nodes{note}");
                     println!("  state: {}", dir.root().display());
-                    println!("  next:  ambient local status | ambient local exec POD -n NS -- CMD | ambient local down");
+                    println!(
+                        "  next:  ambient local status | ambient local exec POD -n NS -- CMD | ambient local down"
+                    );
                     return Ok(ExitCode::SUCCESS);
                 }
                 Ok(Progress::Failed(message)) => {

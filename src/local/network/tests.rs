@@ -8,7 +8,13 @@ use std::os::unix::fs::MetadataExt;
 use super::*;
 
 fn service(namespace: &str, name: &str, ip: [u8; 4]) -> ServiceState {
-    ServiceState { namespace: namespace.into(), name: name.into(), cluster_ip: IpAddr::from(ip), ports: vec![80] }
+    ServiceState {
+        namespace: namespace.into(),
+        name: name.into(),
+        cluster_ip: IpAddr::from(ip),
+        ports: vec![80],
+        endpoints: vec![],
+    }
 }
 
 fn key(namespace: &str, name: &str) -> (String, String) {

@@ -83,6 +83,7 @@ fn sample(dir: &StateDir) -> MeshState {
             name: "server".into(),
             cluster_ip: "10.96.0.10".parse().unwrap(),
             ports: vec![80, 8080],
+            endpoints: vec!["server".into()],
         }],
         problems: vec!["mesh/broken.yaml:3: expected a mapping".into()],
     }
