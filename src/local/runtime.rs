@@ -55,6 +55,8 @@ pub enum Progress {
 pub type ProgressSink = Arc<dyn Fn(Progress) + Send + Sync>;
 
 const DOMAIN: &str = "cluster.local";
+/// A container that has restarted this often while `up` waits is crash-looping.
+const CRASH_LOOP: u32 = 3;
 /// The cluster name the control plane puts in workload uids (its default).
 const CLUSTER_ID: &str = "Kubernetes";
 
@@ -231,11 +233,24 @@ impl Mesh {
         loop {
             let (total, ready, failed) = self.board.read(|s| {
                 let ready = s.pods.iter().filter(|p| p.ready || p.phase == "Succeeded").count();
+                // Failed, or crash-looping: waiting longer would not help.
                 let failed: Vec<String> = s
                     .pods
                     .iter()
-                    .filter(|p| p.phase == "Failed")
-                    .map(|p| format!("{}/{}: {}", p.namespace, p.name, p.message.as_deref().unwrap_or("failed")))
+                    .filter(|p| {
+                        p.phase == "Failed" || (!p.ready && p.containers.iter().any(|c| c.restarts >= CRASH_LOOP))
+                    })
+                    .map(|p| {
+                        let mut line =
+                            format!("{}/{}: {}", p.namespace, p.name, p.message.as_deref().unwrap_or("keeps exiting"));
+                        for c in &p.containers {
+                            let tail = components::tail(&c.log, 3);
+                            if !tail.is_empty() {
+                                line.push_str(&format!("\n    {} log: {}", c.name, tail.replace('\n', "\n      ")));
+                            }
+                        }
+                        line
+                    })
                     .collect();
                 (s.pods.len(), ready, failed)
             });
