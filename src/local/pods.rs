@@ -164,7 +164,7 @@ async fn run(ctx: Arc<PodContext>, pod: Pod, node: String, mut stop: watch::Rece
         namespace: namespace.clone(),
         name: name.clone(),
         uid: plan.uid.clone(),
-        container_id: format!("{}{}-{}", ctx.dir.netns_prefix(), namespace, name),
+        container_id: netns_name.clone(),
         netns: netns_name.clone(),
     };
     let ip = loop {

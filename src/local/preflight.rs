@@ -14,23 +14,28 @@ pub const REQUIRED_TOOLS: &[(&str, &str)] = &[("ip", "iproute2"), ("iptables-res
 
 /// Every problem at once (not the first), so one round of installing fixes them all.
 pub fn check() -> Result<(), LocalError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    check_machine(nix::unistd::geteuid().is_root(), &path, Path::new(DEBIAN_CNI_DIR))
+}
+
+/// [`check`] for a given user, `$PATH` and CNI plugin folder.
+pub fn check_machine(root: bool, path: &std::ffi::OsStr, cni_dir: &Path) -> Result<(), LocalError> {
     let mut problems = Vec::new();
-    if !nix::unistd::geteuid().is_root() {
+    if !root {
         problems.push(
             "ambient local needs root: it creates network namespaces and iptables rules (run it with sudo)".to_string(),
         );
     }
     let mut packages = Vec::new();
     for (tool, package) in REQUIRED_TOOLS {
-        if find_in_path(tool).is_none() {
+        if find_in(path, tool).is_none() {
             problems.push(format!("`{tool}` is not installed"));
             packages.push(*package);
         }
     }
-    let missing_plugins: Vec<&str> =
-        REQUIRED_PLUGINS.iter().copied().filter(|p| !Path::new(DEBIAN_CNI_DIR).join(p).exists()).collect();
+    let missing_plugins: Vec<&str> = REQUIRED_PLUGINS.iter().copied().filter(|p| !cni_dir.join(p).exists()).collect();
     if !missing_plugins.is_empty() {
-        problems.push(format!("the CNI plugins {} are missing from {DEBIAN_CNI_DIR}", missing_plugins.join(", ")));
+        problems.push(format!("the CNI plugins {} are missing from {}", missing_plugins.join(", "), cni_dir.display()));
         packages.push("containernetworking-plugins");
     }
     if problems.is_empty() {
@@ -43,9 +48,11 @@ pub fn check() -> Result<(), LocalError> {
     Err(LocalError::Preflight(message))
 }
 
-/// The first `name` in `$PATH` (plus the sbin folders, which a non-root PATH often lacks).
-pub fn find_in_path(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+/// The first `name` in `path` (plus the sbin folders, which a non-root PATH often lacks).
+fn find_in(path: &std::ffi::OsStr, name: &str) -> Option<std::path::PathBuf> {
     let extra = ["/usr/sbin", "/sbin", "/usr/local/sbin"].map(std::path::PathBuf::from);
-    std::env::split_paths(&path).chain(extra).map(|dir| dir.join(name)).find(|p| p.is_file())
+    std::env::split_paths(path).chain(extra).map(|dir| dir.join(name)).find(|p| p.is_file())
 }
+
+#[cfg(test)]
+mod tests;

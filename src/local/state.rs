@@ -120,9 +120,10 @@ impl StateDir {
     pub fn cluster_netns(&self) -> String {
         format!("{}cluster", self.netns_prefix())
     }
-    /// A pod's network namespace name.
+    /// A pod's network namespace name: `amb-<id>-<namespace>.<pod>` (a namespace name has no
+    /// dot, so no two pods share one).
     pub fn pod_netns(&self, namespace: &str, pod: &str) -> String {
-        format!("{}{namespace}-{pod}", self.netns_prefix())
+        format!("{}{namespace}.{pod}", self.netns_prefix())
     }
 
     /// The state file, if a mesh was started here.

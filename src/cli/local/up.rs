@@ -37,7 +37,10 @@ pub fn up(args: LocalUpArgs) -> anyhow::Result<ExitCode> {
         );
     }
     for path in &args.paths {
-        if path.as_os_str() != "-" && !path.exists() {
+        if path.as_os_str() == "-" {
+            bail!("-f -: the local mesh watches its files for changes, so it needs files or folders, not stdin");
+        }
+        if !path.exists() {
             bail!("{} does not exist", path.display());
         }
     }
