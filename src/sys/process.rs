@@ -92,3 +92,15 @@ pub fn new_session(command: &mut std::process::Command) {
         command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
     }
 }
+
+/// Raises this process's open-file limit to the hard limit, as Istio's ztunnel does: a node
+/// proxy holds two sockets per proxied connection, far beyond the usual soft limit of 1024.
+/// Returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard.max(soft))
+}
