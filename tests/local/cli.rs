@@ -1,0 +1,132 @@
+//! The commands around a mesh on one node: `up` with a broken document (reported with its file
+//! and line, the rest started), `logs` of a pod, `exec`'s exit code, `status` naming the problem,
+//! and `down` leaving nothing behind — not even a process `exec` left running in a pod.
+
+use std::time::{Duration, Instant};
+
+use super::driver::*;
+
+const GOOD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: cli, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: shell, namespace: cli}
+spec:
+  containers:
+  - {name: shell, command: [sleep, infinity]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: printer, namespace: cli}
+spec:
+  containers:
+  - name: printer
+    command: [sh, -c]
+    args: ["echo hello from $GREETER; exec sleep infinity"]
+    env: [{name: GREETER, value: printer}]
+"#;
+
+/// A good pod, then a pod whose `containers` is not a list: the second document spans lines
+/// 11 to 17 (the field itself is on line 17).
+const BROKEN: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: survivor
+  namespace: cli
+spec:
+  containers:
+  - name: main
+    command: [sleep, infinity]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: broken
+  namespace: cli
+spec:
+  containers: not a list
+";
+const BROKEN_LINES: std::ops::RangeInclusive<u32> = 11..=17;
+
+/// The `broken.yaml:<line>` mentions in `text`, with their line numbers.
+fn broken_lines(text: &str) -> Vec<u32> {
+    text.match_indices("broken.yaml:")
+        .filter_map(|(at, found)| {
+            let digits: String = text[at + found.len()..].chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
+    let mut mesh = LocalMesh::up(&[("good.yaml", GOOD), ("broken.yaml", BROKEN)], 1);
+
+    // `up` said which file and line, and started everything else.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&mesh.up_output.stdout),
+        String::from_utf8_lossy(&mesh.up_output.stderr)
+    );
+    let lines = broken_lines(&said);
+    assert!(
+        lines.iter().any(|l| BROKEN_LINES.contains(l)),
+        "`up` reports broken.yaml with a line in {BROKEN_LINES:?}:\n{said}"
+    );
+    let state = mesh.state();
+    assert!(
+        state.problems.iter().any(|p| broken_lines(p).iter().any(|l| BROKEN_LINES.contains(l))),
+        "the state file keeps the problem: {:?}",
+        state.problems
+    );
+    assert!(state.pod("cli", "broken").is_none(), "the broken pod is not started: {state:#?}");
+    for name in ["survivor", "shell", "printer"] {
+        let pod = state.pod("cli", name).unwrap_or_else(|| panic!("{name} runs: {state:#?}"));
+        assert!(pod.ready && pod.enrolled && pod.node == "node-1", "{pod:#?}");
+    }
+    let status = mesh.local(&["status"]);
+    assert!(status.status.success(), "{}", describe(&status));
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    for expected in ["survivor", "shell", "printer", "controlplane", "ztunnel/node-1", "cni/node-1"] {
+        assert!(status_text.contains(expected), "`status` shows {expected}:\n{status_text}");
+    }
+
+    // `logs` shows what the pod printed (its command, args and env as written).
+    wait_until(SETTLE, "the printer's output is in its log", || {
+        let output = mesh.local(&["logs", "printer", "-n", "cli"]);
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("hello from printer")
+    });
+
+    // `exec` passes the exit code through, and fails cleanly for a pod that does not exist.
+    let output = mesh.exec("shell", "cli", &["sh", "-c", "exit 7"]);
+    assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
+    let output = mesh.exec("nowhere", "cli", &["true"]);
+    assert!(!output.status.success(), "no such pod: {}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nowhere"), "names the pod: {}", describe(&output));
+
+    // A process the mesh did not start, still running in a pod when `down` comes.
+    let shell_netns = mesh.state().pod("cli", "shell").and_then(|p| p.netns.clone()).expect("shell netns");
+    let mut stray = mesh.spawn_exec("shell", "cli", &["sleep", "1000"]);
+    wait_until(SETTLE, "the stray sleep runs in the pod", || {
+        let inode = ambient::sys::netns::Netns::open(&std::path::Path::new("/var/run/netns").join(&shell_netns))
+            .map(|ns| ns.inode())
+            .expect("the pod's namespace");
+        ambient::sys::process::processes_in_netns(inode).len() >= 2
+    });
+
+    mesh.down_leaving_nothing();
+
+    // The `exec` whose command `down` ended returns on its own.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stray.try_wait().expect("wait for exec").is_none() {
+        if Instant::now() > deadline {
+            let _ = stray.kill();
+            let _ = stray.wait();
+            panic!("`ambient local exec` did not return after `down` ended its command");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
