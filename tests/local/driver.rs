@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once, mpsc};
 use std::time::{Duration, Instant};
 
 use ambient::local::state::{MeshState, StateDir};
@@ -341,8 +341,8 @@ pub fn run(mut command: Command, timeout: Duration) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
-    let stdout = drain(child.stdout.take().expect("piped"));
-    let stderr = drain(child.stderr.take().expect("piped"));
+    let stdout = Drain::start(child.stdout.take().expect("piped"));
+    let stderr = Drain::start(child.stderr.take().expect("piped"));
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for the child") {
@@ -351,25 +351,41 @@ pub fn run(mut command: Command, timeout: Duration) -> Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let output = Output {
-                status: ExitStatus::default(),
-                stdout: stdout.join().unwrap(),
-                stderr: stderr.join().unwrap(),
-            };
+            let output = Output { status: ExitStatus::default(), stdout: stdout.finish(), stderr: stderr.finish() };
             panic!("{shown} did not finish within {timeout:?}:\n{}", describe(&output));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") }
+    Output { status, stdout: stdout.finish(), stderr: stderr.finish() }
 }
 
-/// Reads a pipe to the end on its own thread, so a chatty child never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        bytes
-    })
+/// A pipe read on its own thread, so a chatty child never blocks on a full pipe.
+struct Drain {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Receiver<()>,
+}
+
+impl Drain {
+    fn start(mut pipe: impl Read + Send + 'static) -> Drain {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (tx, done) = mpsc::channel();
+        let sink = bytes.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                sink.lock().expect("not poisoned").extend_from_slice(&chunk[..n]);
+            }
+            let _ = tx.send(());
+        });
+        Drain { bytes, done }
+    }
+
+    /// What was read, once the pipe is closed — or after a short grace if a process the child
+    /// left behind (the mesh's runtime is one) still holds it open.
+    fn finish(self) -> Vec<u8> {
+        let _ = self.done.recv_timeout(Duration::from_secs(2));
+        std::mem::take(&mut *self.bytes.lock().expect("not poisoned"))
+    }
 }
 
 /// A command's status, stdout and stderr, for assertion messages.

@@ -24,7 +24,7 @@ metadata: {name: late, namespace: demo, labels: {app: late}}
 spec:
   nodeName: node-2
   containers:
-  - {name: http, command: [python3, -m, http.server, "8080"]}
+  - {name: http, command: [python3, -m, http.server, "8080"], ports: [{containerPort: 8080}]}
 "#;
 
 const DENY_ALL: &str = r#"

@@ -106,7 +106,7 @@ spec:
 fn optout(labels: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: optout, namespace: mesh, labels: {{app: optout{labels}}}}}\n\
-         spec:\n  nodeName: node-2\n  containers:\n  - {{name: http, command: [python3, -m, http.server, \"8080\"]}}\n"
+         spec:\n  nodeName: node-2\n  containers:\n  - {{name: http, command: [python3, -m, http.server, \"8080\"], ports: [{{containerPort: 8080}}]}}\n"
     )
 }
 
