@@ -61,6 +61,16 @@ fn broken_lines(text: &str) -> Vec<u32> {
         .collect()
 }
 
+/// An `ambient local exec` the test started, ended if the test fails before it returns.
+struct Stray(std::process::Child);
+
+impl Drop for Stray {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
     let mut mesh = LocalMesh::up(&[("good.yaml", GOOD), ("broken.yaml", BROKEN)], 1);
@@ -109,7 +119,8 @@ fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
 
     // A process the mesh did not start, still running in a pod when `down` comes.
     let shell_netns = mesh.state().pod("cli", "shell").and_then(|p| p.netns.clone()).expect("shell netns");
-    let mut stray = mesh.spawn_exec("shell", "cli", &["sleep", "1000"]);
+    // (Short enough to end on its own should the test fail before `down`.)
+    let mut stray = Stray(mesh.spawn_exec("shell", "cli", &["sleep", "120"]));
     wait_until(SETTLE, "the stray sleep runs in the pod", || {
         let inode = ambient::sys::netns::Netns::open(&std::path::Path::new("/var/run/netns").join(&shell_netns))
             .map(|ns| ns.inode())
@@ -121,10 +132,8 @@ fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
 
     // The `exec` whose command `down` ended returns on its own.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while stray.try_wait().expect("wait for exec").is_none() {
+    while stray.0.try_wait().expect("wait for exec").is_none() {
         if Instant::now() > deadline {
-            let _ = stray.kill();
-            let _ = stray.wait();
             panic!("`ambient local exec` did not return after `down` ended its command");
         }
         std::thread::sleep(Duration::from_millis(50));

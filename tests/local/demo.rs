@@ -44,6 +44,10 @@ fn the_demo_runs_across_two_nodes_with_identities_and_a_live_deny() {
     let service = state.services.iter().find(|s| s.namespace == "demo" && s.name == "server").expect("service");
     assert_eq!(service.ports, [80], "{service:#?}");
 
+    // `up` returned once the server listens: the README's first curl works at once.
+    let first = mesh.curl("client", "demo", "http://server/");
+    assert!(first.as_ref().is_ok_and(|body| body.contains(LISTING)), "the first curl after `up`: {first:?}");
+
     // Pod -> service by each of its names, and pod -> pod IP, from node-1 to node-2.
     for url in ["http://server/", "http://server.demo/", "http://server.demo.svc.cluster.local/"] {
         mesh.wait_reachable("client", "demo", url, LISTING);
@@ -64,6 +68,10 @@ fn the_demo_runs_across_two_nodes_with_identities_and_a_live_deny() {
     let named = [("reporter", "destination"), ("destination_workload", "server"), ("source_workload", "client")];
     assert!(sample(&text, "istio_tcp_connections_opened_total", &named) >= 5.0, "{text}");
     assert!(sample(&text, "istio_tcp_received_bytes_total", &destination) > 0.0, "requests counted: {text}");
+    // Only the client talks to the server: readiness checks come from the node, as kubelet's
+    // do, not from inside the pod through its own ztunnel (where the policy would refuse them).
+    let from_server = [("source_workload", "server")];
+    assert_eq!(sample(&text, "istio_tcp_connections_opened_total", &from_server), 0.0, "{text}");
 
     // A DENY written into the folder takes effect live: the connection is reset, not left hanging.
     mesh.write_file("deny.yaml", DENY_CLIENT);

@@ -14,7 +14,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, Once, mpsc};
 use std::time::{Duration, Instant};
 
-use ambient::local::state::{MeshState, StateDir};
+use ambient::local::state::{MeshState, Phase, StateDir};
 use ambient::sys::netns::Netns;
 use ambient::sys::process::{ProcessRecord, processes_in_netns};
 
@@ -95,6 +95,12 @@ impl LocalMesh {
             panic!("`ambient local up` failed:\n{}", describe(&output));
         }
         mesh.up_output = output;
+        // `up` returns once everything is ready, so what a user runs next (status, exec) must
+        // already see it so.
+        let state = mesh.state();
+        assert_eq!(state.phase, Phase::Ready, "state.json says ready when `up` returns: {state:#?}");
+        let waiting: Vec<_> = state.pods.iter().filter(|p| !p.ready && p.phase != "Succeeded").collect();
+        assert!(waiting.is_empty(), "every pod is ready when `up` returns: {waiting:#?}");
         mesh
     }
 
@@ -107,7 +113,7 @@ impl LocalMesh {
         let (subcommand, args) = subcommand_and_args.split_first().expect("a subcommand");
         let mut command = Command::new(ambient_bin());
         command.args(["local", subcommand, "--state-dir"]).arg(self.state_dir.root()).args(args);
-        run(command, timeout)
+        run(&mut command, timeout)
     }
 
     /// `ambient local exec <pod> -n <ns> -- <command...>`.
@@ -236,7 +242,14 @@ impl LocalMesh {
 {}",
             describe(&output)
         );
-        let alive: Vec<_> = processes.iter().filter(|p| p.is_alive()).collect();
+        let alive: Vec<String> = processes
+            .iter()
+            .filter(|p| p.is_alive())
+            .map(|p| {
+                let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid)).unwrap_or_default();
+                format!("{} ({})", p.pid, String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end())
+            })
+            .collect();
         assert!(
             alive.is_empty(),
             "processes left running: {alive:?}
@@ -244,11 +257,15 @@ impl LocalMesh {
             describe(&output)
         );
         assert!(!self.state_dir.root().exists(), "the state folder is removed");
-        let host_rules = run(Command::new("iptables-save"), COMMAND_TIMEOUT);
+        let host_rules = run(&mut Command::new("iptables-save"), COMMAND_TIMEOUT);
         let host_rules = String::from_utf8_lossy(&host_rules.stdout);
         for range in [&state.pod_cidr, &state.service_cidr, &state.netns_prefix] {
             assert!(!host_rules.contains(range.as_str()), "a host rule mentions {range}:\n{host_rules}");
         }
+
+        let host_links = run(Command::new("ip").args(["-o", "link", "show"]), COMMAND_TIMEOUT);
+        let host_links = String::from_utf8_lossy(&host_links.stdout);
+        assert!(!host_links.contains("amb0"), "no bridge of a local mesh in the host namespace:\n{host_links}");
 
         let again = self.local(&["down"]);
         assert!(again.status.success(), "a second `down` is fine:\n{}", describe(&again));
@@ -333,7 +350,7 @@ fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {
 
 /// Runs `command` to completion with its output captured, killing it (it is our own child) if
 /// it outlives `timeout`.
-pub fn run(mut command: Command, timeout: Duration) -> Output {
+pub fn run(command: &mut Command, timeout: Duration) -> Output {
     let shown = format!("{command:?}");
     let mut child = command
         .stdin(Stdio::null())
