@@ -109,6 +109,11 @@ fn the_demo_runs_across_two_nodes_with_identities_and_a_live_deny() {
         output.status.success() && logs.contains("\"GET / HTTP/1.1\" 200")
     });
 
+    // A component's log, by name and node: node-2's ztunnel took the server pod.
+    let output = mesh.local(&["logs", "ztunnel", "--node", "node-2"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && text.contains("serving pod"), "ztunnel's log:\n{}", describe(&output));
+
     // `exec` passes the command's exit code and output through.
     let output = mesh.exec("client", "demo", &["sh", "-c", "echo inside; exit 7"]);
     assert_eq!(output.status.code(), Some(7), "{}", describe(&output));

@@ -182,6 +182,10 @@ fn allow_and_deny_by_principal_namespace_and_port_apply_and_go_live() {
 
     mesh.remove_file("deny.yaml");
     mesh.wait_reachable("visitor", "team", API_ADMIN, LISTING);
+    // Each container of the pod has its own log.
+    let admin_log = mesh.local(&["logs", "api", "-n", "mesh", "-c", "admin"]);
+    let admin_log = String::from_utf8_lossy(&admin_log.stdout);
+    assert!(admin_log.contains("\"GET / HTTP/1.1\" 200"), "the admin container's log:\n{admin_log}");
     let text = mesh.metrics("ztunnel/node-2");
     assert!(sample(&text, "ambient_ztunnel_inbound_denied_total", &[("reason", "policy")]) >= 6.0, "{text}");
 }
