@@ -18,8 +18,9 @@ for arg in "$@"; do
 done
 
 # What the mesh runs with: firewall tools for traffic redirection, iproute2 for namespaces and
-# veths, the reference CNI plugins for `ambient local`, iperf3 for benchmarks.
-packages=(iptables nftables iproute2 containernetworking-plugins curl iperf3 ca-certificates git)
+# veths, the reference CNI plugins for `ambient local`, curl and python3 for the demo's pods,
+# iperf3 for benchmarks.
+packages=(iptables nftables iproute2 containernetworking-plugins curl python3 iperf3 ca-certificates git)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (it installs Debian packages with apt-get)" >&2

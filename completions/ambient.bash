@@ -130,6 +130,12 @@ _ambient() {
             ambient__subcmd__help__subcmd__local,logs)
                 cmd="ambient__subcmd__help__subcmd__local__subcmd__logs"
                 ;;
+            ambient__subcmd__help__subcmd__local,metrics)
+                cmd="ambient__subcmd__help__subcmd__local__subcmd__metrics"
+                ;;
+            ambient__subcmd__help__subcmd__local,runtime)
+                cmd="ambient__subcmd__help__subcmd__local__subcmd__runtime"
+                ;;
             ambient__subcmd__help__subcmd__local,status)
                 cmd="ambient__subcmd__help__subcmd__local__subcmd__status"
                 ;;
@@ -169,6 +175,12 @@ _ambient() {
             ambient__subcmd__local,logs)
                 cmd="ambient__subcmd__local__subcmd__logs"
                 ;;
+            ambient__subcmd__local,metrics)
+                cmd="ambient__subcmd__local__subcmd__metrics"
+                ;;
+            ambient__subcmd__local,runtime)
+                cmd="ambient__subcmd__local__subcmd__runtime"
+                ;;
             ambient__subcmd__local,status)
                 cmd="ambient__subcmd__local__subcmd__status"
                 ;;
@@ -186,6 +198,12 @@ _ambient() {
                 ;;
             ambient__subcmd__local__subcmd__help,logs)
                 cmd="ambient__subcmd__local__subcmd__help__subcmd__logs"
+                ;;
+            ambient__subcmd__local__subcmd__help,metrics)
+                cmd="ambient__subcmd__local__subcmd__help__subcmd__metrics"
+                ;;
+            ambient__subcmd__local__subcmd__help,runtime)
+                cmd="ambient__subcmd__local__subcmd__help__subcmd__runtime"
                 ;;
             ambient__subcmd__local__subcmd__help,status)
                 cmd="ambient__subcmd__local__subcmd__help__subcmd__status"
@@ -340,7 +358,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__cni)
-            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --probe-snat --no-probe-snat --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
+            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --probe-snat --no-probe-snat --netns-prefix --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -371,6 +389,10 @@ _ambient() {
                     return 0
                     ;;
                 --plugin-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --netns-prefix)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -710,7 +732,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__help__subcmd__local)
-            opts="up down status exec logs"
+            opts="up down status exec logs metrics runtime"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -752,6 +774,34 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__help__subcmd__local__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__help__subcmd__local__subcmd__metrics)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__help__subcmd__local__subcmd__runtime)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1042,7 +1092,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__local)
-            opts="-h -V --log-level --log-format --help --version up down status exec logs help"
+            opts="-h -V --log-level --log-format --help --version up down status exec logs metrics runtime help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1124,7 +1174,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__local__subcmd__help)
-            opts="up down status exec logs help"
+            opts="up down status exec logs metrics runtime help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1180,6 +1230,34 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__local__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__local__subcmd__help__subcmd__metrics)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__local__subcmd__help__subcmd__runtime)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1267,13 +1345,85 @@ _ambient() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        ambient__subcmd__local__subcmd__status)
+        ambient__subcmd__local__subcmd__metrics)
             opts="-h -V --state-dir --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__local__subcmd__runtime)
+            opts="-f -h -V --filename --nodes --state-dir --log-level --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --filename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nodes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__local__subcmd__status)
+            opts="-o -h -V --output --state-dir --log-level --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json yaml" -- "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

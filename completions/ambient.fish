@@ -188,39 +188,44 @@ complete -c ambient -n "__fish_ambient_using_subcommand waypoint; and __fish_see
 complete -c ambient -n "__fish_ambient_using_subcommand waypoint; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete waypoints'
 complete -c ambient -n "__fish_ambient_using_subcommand waypoint; and __fish_seen_subcommand_from help" -f -a "run" -d 'Run the waypoint proxy (component entrypoint)'
 complete -c ambient -n "__fish_ambient_using_subcommand waypoint; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -s h -l help -d 'Print help'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -s V -l version -d 'Print version'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "up" -d 'Start a local mesh from Kubernetes YAML'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "down" -d 'Stop the local mesh and remove everything it created'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "status" -d 'Show the local mesh\'s nodes, pods and components'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "exec" -d 'Run a command inside a pod\'s network namespace'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "logs" -d 'Show a pod\'s or component\'s logs'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -s h -l help -d 'Print help'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -s V -l version -d 'Print version'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "up" -d 'Start a local mesh from Kubernetes YAML'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "down" -d 'Stop the local mesh and remove everything it created'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "status" -d 'Show the local mesh\'s nodes, pods and components'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "exec" -d 'Run a command inside a pod\'s network namespace'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "logs" -d 'Show a pod\'s or component\'s logs'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "metrics" -d 'Print a component\'s Prometheus metrics'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "runtime" -d 'The runtime behind `up` (started by `up`, not by hand)'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and not __fish_seen_subcommand_from up down status exec logs metrics runtime help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -s f -l filename -d 'Files or folders of Kubernetes YAML (repeatable)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -l nodes -d 'Number of nodes to spread pods over' -r
-complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -l state-dir -d 'Where the local mesh keeps its state' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -l state-dir -d 'Where the local mesh keeps its state' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
-complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -l state-dir -d 'Where the local mesh keeps its state' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format (json and yaml add each component\'s observed health to the state file)' -r -f -a "table\t''
+json\t''
+yaml\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from exec" -s n -l namespace -d 'Pod namespace' -r
-complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from exec" -l state-dir -d 'Where the local mesh keeps its state' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from exec" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from exec" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from exec" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
@@ -229,18 +234,34 @@ complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_s
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -s n -l namespace -d 'Pod namespace' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -s c -l container -d 'Container, for pods with several' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -l node -d 'Node, for per-node components' -r
-complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -l state-dir -d 'Where the local mesh keeps its state' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -s f -l follow -d 'Keep printing new lines'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -s h -l help -d 'Print help'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from logs" -s V -l version -d 'Print version'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from metrics" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from metrics" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from metrics" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
+json\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from metrics" -s h -l help -d 'Print help'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from metrics" -s V -l version -d 'Print version'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -s f -l filename -d 'Files or folders of Kubernetes YAML (repeatable)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -l nodes -d 'Number of nodes to spread pods over' -r
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -l state-dir -d 'Where the local mesh keeps its state (one folder per mesh)' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
+json\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -s h -l help -d 'Print help'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from runtime" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "up" -d 'Start a local mesh from Kubernetes YAML'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the local mesh and remove everything it created'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show the local mesh\'s nodes, pods and components'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "exec" -d 'Run a command inside a pod\'s network namespace'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "logs" -d 'Show a pod\'s or component\'s logs'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "metrics" -d 'Print a component\'s Prometheus metrics'
+complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "runtime" -d 'The runtime behind `up` (started by `up`, not by hand)'
 complete -c ambient -n "__fish_ambient_using_subcommand local; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ambient -n "__fish_ambient_using_subcommand completions" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand completions" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
@@ -316,6 +337,7 @@ complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-bin-dir -d 'Host folder for CNI plugin binaries' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-conf-dir -d 'Host folder for CNI network configuration' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l plugin-socket -d 'Where the agent listens for the CNI plugin' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l netns-prefix -d 'Look for running pods only in named network namespaces (`/var/run/netns`) whose name starts with PREFIX, instead of every namespace on the node' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l trust-domain -d 'Trust domain of workload identities' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l root-namespace -d 'Namespace whose policies apply mesh-wide' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l context -d 'Kubernetes context (kube mode)' -r
@@ -365,4 +387,6 @@ complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_su
 complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from local" -f -a "status" -d 'Show the local mesh\'s nodes, pods and components'
 complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from local" -f -a "exec" -d 'Run a command inside a pod\'s network namespace'
 complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from local" -f -a "logs" -d 'Show a pod\'s or component\'s logs'
+complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from local" -f -a "metrics" -d 'Print a component\'s Prometheus metrics'
+complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from local" -f -a "runtime" -d 'The runtime behind `up` (started by `up`, not by hand)'
 complete -c ambient -n "__fish_ambient_using_subcommand help; and __fish_seen_subcommand_from cni" -f -a "plugin" -d 'Act as the chained CNI plugin (CNI_COMMAND and friends in the environment, config on stdin)'

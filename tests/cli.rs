@@ -65,10 +65,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["waypoint", "delete", "waypoint"],
         &["waypoint", "run"],
         &["local", "up", "-f", "examples/shop"],
-        &["local", "down"],
-        &["local", "status"],
-        &["local", "exec", "frontend", "--", "true"],
-        &["local", "logs", "frontend"],
     ];
     for args in cases {
         ambient()

@@ -113,6 +113,7 @@ impl Command {
                 | Command::Ztunnel(_)
                 | Command::Cni(_)
                 | Command::Waypoint(waypoint::WaypointCommand::Run(_))
+                | Command::Local(local::LocalCommand::Runtime(_))
         )
     }
 }

@@ -63,6 +63,10 @@ pub fn run(args: ZtunnelArgs) -> anyhow::Result<ExitCode> {
     // Without these, every pod handed over would fail later; say so now.
     crate::sys::socket::check_capabilities()
         .context("ztunnel needs CAP_NET_ADMIN and CAP_SYS_ADMIN (run as root or grant both)")?;
+    match crate::sys::process::raise_fd_limit() {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit; many connections may fail"),
+    }
     let ztunnel = start(config).context("ztunnel")?;
     // The main thread only waits for a signal; both runtimes run on their own threads.
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -12,7 +12,18 @@
 //! conflist), `pods` (pod lifecycle and supervision), `components`, `publish`, `runtime` (the
 //! loop), `teardown` (`down`, also from the state file alone).
 
+pub mod board;
+pub mod cni_runtime;
+pub mod components;
+pub mod http;
+pub mod network;
+pub mod pods;
+pub mod preflight;
+pub mod publish;
+pub mod runtime;
 pub mod state;
+pub mod supervise;
+pub mod teardown;
 
 use std::path::PathBuf;
 

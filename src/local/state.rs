@@ -120,9 +120,10 @@ impl StateDir {
     pub fn cluster_netns(&self) -> String {
         format!("{}cluster", self.netns_prefix())
     }
-    /// A pod's network namespace name.
+    /// A pod's network namespace name: `amb-<id>-<namespace>.<pod>` (a namespace name has no
+    /// dot, so no two pods share one).
     pub fn pod_netns(&self, namespace: &str, pod: &str) -> String {
-        format!("{}{namespace}-{pod}", self.netns_prefix())
+        format!("{}{namespace}.{pod}", self.netns_prefix())
     }
 
     /// The state file, if a mesh was started here.
@@ -242,6 +243,9 @@ pub struct ServiceState {
     pub name: String,
     pub cluster_ip: IpAddr,
     pub ports: Vec<u16>,
+    /// The ready pods behind it (`<name>`, in the service's namespace).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
 }
 
 impl MeshState {

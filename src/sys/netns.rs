@@ -146,8 +146,9 @@ pub fn command_in(netns: &Netns, program: &str) -> std::process::Command {
 
 /// A command that runs as a local pod's process: it enters `netns`, gets a mount namespace of its
 /// own in which `hosts` is bind-mounted over `/etc/hosts` (the pod's service names, as
-/// `ip netns exec` does with `/etc/netns/<name>/hosts`), and, if `die_with_parent`, is sent
-/// SIGTERM when the thread that started it exits.
+/// `ip netns exec` does with `/etc/netns/<name>/hosts`) and a `resolv.conf` beside `hosts`, if
+/// there is one, over `/etc/resolv.conf` (the host's name servers are unreachable from a pod),
+/// and, if `die_with_parent`, is sent SIGTERM when the thread that started it exits.
 pub fn command_in_pod(
     netns: &Netns,
     hosts: &Path,
@@ -158,11 +159,16 @@ pub fn command_in_pod(
     use std::os::unix::process::CommandExt;
     let mut command = std::process::Command::new(program);
     let keep_open = netns.inner.clone();
-    let hosts = std::ffi::CString::new(hosts.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hosts path holds a NUL byte"))?;
+    let c_path = |path: &Path| {
+        std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+    };
+    let resolv = hosts.with_file_name("resolv.conf");
+    let resolv = if resolv.exists() { Some(c_path(&resolv)?) } else { None };
+    let hosts = c_path(hosts)?;
     // SAFETY: the closure runs in the forked child between fork and exec. It makes only system
     // calls (setns, unshare, mount, prctl) on values prepared before the fork (the descriptor,
-    // kept open by `keep_open`, and the C string `hosts`); it allocates nothing.
+    // kept open by `keep_open`, and the C strings); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             let fd = BorrowedFd::borrow_raw(keep_open.fd.as_raw_fd());
@@ -171,6 +177,9 @@ pub fn command_in_pod(
             // Our mounts must not propagate back to the host.
             mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
             mount(Some(hosts.as_c_str()), "/etc/hosts", None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            if let Some(resolv) = &resolv {
+                mount(Some(resolv.as_c_str()), "/etc/resolv.conf", None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+            }
             if die_with_parent {
                 nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
             }

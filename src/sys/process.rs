@@ -71,8 +71,36 @@ pub fn processes_in_netns(netns_inode: u64) -> Vec<ProcessRecord> {
     found
 }
 
-/// Asks the kernel to send SIGTERM to the calling process when its parent thread exits. For use
-/// in `pre_exec` of children that must not outlive the runtime that supervises them.
-pub fn terminate_with_parent() -> io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)
+/// Makes the kernel send SIGTERM to the child when the thread that started it exits: children
+/// that must not outlive the runtime supervising them.
+pub fn die_with_parent(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; prctl is one system call and allocates
+    // nothing.
+    unsafe {
+        command.pre_exec(|| nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from));
+    }
+}
+
+/// Starts the child in a session of its own: it keeps running when the terminal that started
+/// it goes away, and the terminal's Ctrl-C does not reach it.
+pub fn new_session(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs in the forked child before exec; setsid is one system call and allocates
+    // nothing.
+    unsafe {
+        command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
+    }
+}
+
+/// Raises this process's open-file limit to the hard limit, as Istio's ztunnel does: a node
+/// proxy holds two sockets per proxied connection, far beyond the usual soft limit of 1024.
+/// Returns the new soft limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard.max(soft))
 }

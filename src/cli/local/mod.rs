@@ -19,8 +19,8 @@ pub enum LocalCommand {
     #[command(after_help = "Examples:\n  sudo ambient local down")]
     Down(StateDirArgs),
     /// Show the local mesh's nodes, pods and components.
-    #[command(after_help = "Examples:\n  ambient local status")]
-    Status(StateDirArgs),
+    #[command(after_help = "Examples:\n  ambient local status\n  ambient local status -o json")]
+    Status(LocalStatusArgs),
     /// Run a command inside a pod's network namespace.
     #[command(after_help = "Examples:\n  sudo ambient local exec sleep -n default -- curl -s http://httpbin:8000/get")]
     Exec(LocalExecArgs),
@@ -42,6 +42,15 @@ pub struct StateDirArgs {
     /// Where the local mesh keeps its state (one folder per mesh).
     #[arg(long, env = "AMBIENT_LOCAL_STATE_DIR", default_value = crate::local::state::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalStatusArgs {
+    /// Output format (json and yaml add each component's observed health to the state file).
+    #[arg(short, long, value_enum, default_value_t)]
+    pub output: crate::cli::OutputFormat,
+    #[command(flatten)]
+    pub state: StateDirArgs,
 }
 
 #[derive(Debug, Args)]
