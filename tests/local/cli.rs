@@ -1,5 +1,5 @@
 //! The commands around a mesh on one node: `up` with a broken document (reported with its file
-//! and line, the rest started), `logs` of a pod, `exec`'s exit code, `status` naming the problem,
+//! and line, the rest started), restart policies, `status`, `logs` of a pod, `exec`'s exit code,
 //! and `down` leaving nothing behind — not even a process `exec` left running in a pod.
 
 use std::time::{Duration, Instant};
@@ -27,7 +27,26 @@ spec:
     command: [sh, -c]
     args: ["echo hello from $GREETER; exec sleep infinity"]
     env: [{name: GREETER, value: printer}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: oneshot, namespace: cli}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: once, command: [sh, -c, "echo done"]}
 "#;
+
+/// A pod whose first run fails (exit 3) and whose second runs on: it is restarted once. The
+/// marker file tells the runs apart.
+fn flaky(marker: &std::path::Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: flaky, namespace: cli}}\nspec:\n  containers:\n  - name: main\n    \
+         command: [sh, -c, 'if [ -e \"$MARK\" ]; then exec sleep infinity; fi; touch \"$MARK\"; exit 3']\n    \
+         env: [{{name: MARK, value: \"{}\"}}]\n",
+        marker.display()
+    )
+}
 
 /// A good pod, then a pod whose `containers` is not a list: the second document spans lines
 /// 11 to 17 (the field itself is on line 17).
@@ -73,7 +92,9 @@ impl Drop for Stray {
 
 #[test]
 fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
-    let mut mesh = LocalMesh::up(&[("good.yaml", GOOD), ("broken.yaml", BROKEN)], 1);
+    let scratch = tempfile::tempdir().expect("a temporary folder");
+    let flaky = flaky(&scratch.path().join("ran-once"));
+    let mut mesh = LocalMesh::up(&[("good.yaml", GOOD), ("broken.yaml", BROKEN), ("flaky.yaml", &flaky)], 1);
 
     // `up` said which file and line, and started everything else.
     let said = format!(
@@ -97,6 +118,17 @@ fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
         let pod = state.pod("cli", name).unwrap_or_else(|| panic!("{name} runs: {state:#?}"));
         assert!(pod.ready && pod.enrolled && pod.node == "node-1", "{pod:#?}");
     }
+    // restartPolicy: the failed first run is restarted (Always, the default); a finished pod
+    // with `Never` stays finished.
+    let flaky = state.pod("cli", "flaky").unwrap_or_else(|| panic!("flaky runs: {state:#?}"));
+    let main = &flaky.containers[0];
+    assert!(flaky.ready && main.restarts == 1 && main.last_exit == Some(3), "restarted once after exit 3: {flaky:#?}");
+    let oneshot = state.pod("cli", "oneshot").unwrap_or_else(|| panic!("oneshot ran: {state:#?}"));
+    let once = &oneshot.containers[0];
+    assert!(
+        oneshot.phase == "Succeeded" && once.restarts == 0 && once.last_exit == Some(0),
+        "ran once and succeeded: {oneshot:#?}"
+    );
     let status = mesh.local(&["status"]);
     assert!(status.status.success(), "{}", describe(&status));
     let status_text = String::from_utf8_lossy(&status.stdout);
