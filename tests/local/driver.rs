@@ -229,19 +229,9 @@ impl LocalMesh {
         }
 
         let output = self.down();
-        assert!(
-            output.status.success(),
-            "`ambient local down` failed:
-{}",
-            describe(&output)
-        );
+        assert!(output.status.success(), "`ambient local down` failed:\n{}", describe(&output));
         let left = netns_with_prefix(&state.netns_prefix);
-        assert!(
-            left.is_empty(),
-            "network namespaces left behind: {left:?}
-{}",
-            describe(&output)
-        );
+        assert!(left.is_empty(), "network namespaces left behind: {left:?}\n{}", describe(&output));
         let alive: Vec<String> = processes
             .iter()
             .filter(|p| p.is_alive())
@@ -250,12 +240,7 @@ impl LocalMesh {
                 format!("{} ({})", p.pid, String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end())
             })
             .collect();
-        assert!(
-            alive.is_empty(),
-            "processes left running: {alive:?}
-{}",
-            describe(&output)
-        );
+        assert!(alive.is_empty(), "processes left running: {alive:?}\n{}", describe(&output));
         assert!(!self.state_dir.root().exists(), "the state folder is removed");
         let host_rules = run(&mut Command::new("iptables-save"), COMMAND_TIMEOUT);
         let host_rules = String::from_utf8_lossy(&host_rules.stdout);
