@@ -20,10 +20,23 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The service account ztunnels authenticate as (trusted for their node's pods by default).
 const ZTUNNEL_ACCOUNT: &str = "istio-system/ztunnel";
 
-/// A port that is free on 127.0.0.1 now.
+/// Component ports are picked here, below Linux's ephemeral range (32768 and up): a port taken
+/// from the ephemeral range could be handed to some outgoing connection before the component
+/// binds it, and several meshes starting at once would race for the same few ports.
+const PORT_RANGE: std::ops::Range<u16> = 20000..32000;
+
+/// A port of [`PORT_RANGE`] that is free on 127.0.0.1 now, picked at random.
 fn free_port() -> Result<u16, LocalError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(LocalError::io("picking a free port"))?;
-    Ok(listener.local_addr().map_err(LocalError::io("picking a free port"))?.port())
+    let span = PORT_RANGE.end - PORT_RANGE.start;
+    for _ in 0..200 {
+        let mut seed = [0u8; 2];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| LocalError::Failed("no randomness to pick a port".into()))?;
+        let port = PORT_RANGE.start + u16::from_le_bytes(seed) % span;
+        if std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(LocalError::Failed(format!("no free port on 127.0.0.1 in {PORT_RANGE:?}")))
 }
 
 /// The running components.

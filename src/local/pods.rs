@@ -276,6 +276,13 @@ fn update_if_changed(ctx: &PodContext, namespace: &str, name: &str, ready: bool,
 /// Deletes the pod's namespace and files and its board entry.
 async fn remove(ctx: &PodContext, namespace: &str, name: &str, hosts: Option<&Path>, netns: Option<&str>) {
     if let Some(netns) = netns.map(str::to_string) {
+        // Whatever still runs in the sandbox (a `local exec` command) goes with it, as a
+        // container runtime ends a whole sandbox; it would keep the namespace alive otherwise.
+        if let Ok(ns) = network::open_netns(&netns) {
+            for process in crate::sys::process::processes_in_netns(ns.inode()) {
+                process.signal(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
         match tokio::task::spawn_blocking(move || network::delete_netns(&netns)).await {
             Ok(Err(e)) => tracing::warn!("{e}"),
             Err(e) => tracing::warn!("deleting a pod namespace: {e}"),

@@ -74,8 +74,10 @@ pub async fn run(
     let mut mesh = Mesh { board: board.clone(), components: None, network: None, pods: None };
     let outcome = async {
         let started = mesh.start(&config, &progress).await?;
-        progress(Progress::Ready { pods: started.0, nodes: started.1 });
+        // The state file says ready before `up` returns: whatever runs next reads it.
         board.update(|s| s.phase = Phase::Ready);
+        dir.save(&board.snapshot())?;
+        progress(Progress::Ready { pods: started.0, nodes: started.1 });
         Ok::<_, LocalError>(())
     };
     tokio::pin!(shutdown);

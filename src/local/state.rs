@@ -140,7 +140,11 @@ impl StateDir {
     /// Writes the state file atomically (a reader never sees half of it).
     pub fn save(&self, state: &MeshState) -> Result<(), LocalError> {
         let path = self.state_file();
-        let tmp = self.root.join(".state.json.tmp");
+        // A name per write: the runtime and `down` may save at the same moment, and a shared
+        // temporary file could be renamed into place half-written.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self.root.join(format!(".state.json.{}.{n}.tmp", std::process::id()));
         let text = serde_json::to_string_pretty(state).expect("the state always serializes");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &path))

@@ -33,10 +33,20 @@ pub use self::pem::PemError;
 pub use self::verify::{SpiffeClientVerifier, SpiffeServerVerifier, TrustRoots, VerifyError};
 
 /// The crypto provider every TLS configuration of this crate uses: aws-lc-rs, with its default
-/// key exchange groups (X25519MLKEM768 first).
+/// key exchange groups (X25519MLKEM768 first) and TLS 1.3's AES-128-GCM preferred: it is what
+/// every HBONE byte is encrypted with, and with AES instructions it costs about a quarter less
+/// CPU per byte than AES-256-GCM (10 rounds instead of 14), at a security level TLS 1.3 makes
+/// mandatory to implement. The other suites stay available for peers that want them.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider())).clone()
+    PROVIDER
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+            let preferred = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+            provider.cipher_suites.sort_by_key(|suite| suite.suite() != preferred);
+            Arc::new(provider)
+        })
+        .clone()
 }
 
 /// Installs [`provider`] as the process default, for libraries that build their own rustls
