@@ -1,6 +1,7 @@
 //! The commands around a mesh on one node: `up` with a broken document (reported with its file
 //! and line, the rest started), restart policies, `status`, `logs` of a pod, `exec`'s exit code,
-//! and `down` leaving nothing behind — not even a process `exec` left running in a pod.
+//! and `down` leaving nothing behind — not even a process `exec` left running in a pod; and
+//! `up` without root saying so.
 
 use std::time::{Duration, Instant};
 
@@ -170,4 +171,23 @@ fn a_broken_document_is_reported_the_rest_runs_and_down_leaves_nothing() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn up_without_root_says_so_and_creates_nothing() {
+    // As the unprivileged user `nobody` (setpriv is util-linux, on every Debian machine).
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let state = dir.path().join("state");
+    let mut command = std::process::Command::new("setpriv");
+    command
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", ambient_bin(), "local", "up"])
+        .arg("-f")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo"))
+        .arg("--state-dir")
+        .arg(&state);
+    let output = run(&mut command, std::time::Duration::from_secs(30));
+    assert!(!output.status.success(), "`up` refuses to run without root: {}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs root"), "and says why: {}", describe(&output));
+    assert!(!state.exists(), "nothing was created");
 }
