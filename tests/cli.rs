@@ -64,7 +64,6 @@ fn unbuilt_commands_exit_2_and_say_so() {
         &["waypoint", "list"],
         &["waypoint", "delete", "waypoint"],
         &["waypoint", "run"],
-        &["local", "up", "-f", "examples/shop"],
     ];
     for args in cases {
         ambient()

@@ -33,7 +33,7 @@ pub enum LocalCommand {
     #[command(after_help = "Examples:\n  ambient local metrics ztunnel/node-1\n  ambient local metrics controlplane")]
     Metrics(LocalMetricsArgs),
     /// The runtime behind `up` (started by `up`, not by hand).
-    #[command(hide = true)]
+    #[command(hide = true, after_help = "Examples:\n  ambient local runtime -f mesh/ --nodes 2 --state-dir /var/run/ambient-local")]
     Runtime(LocalUpArgs),
 }
 
