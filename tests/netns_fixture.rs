@@ -51,7 +51,7 @@ fn pods_talk_over_the_bridge() {
     let a = net.add_pod("a", POD_A);
     let b = net.add_pod("b", POD_B);
     assert_ne!(a.ns_name, b.ns_name);
-    assert!(a.ns_name.starts_with(&format!("amb-{}-", std::process::id())), "{}", a.ns_name);
+    assert!(a.ns_name.starts_with(&format!("ambt-{}-", std::process::id())), "{}", a.ns_name);
     assert!(a.ns_name.ends_with("-a"), "{}", a.ns_name);
 
     let server = echo_once(a.listen(8080));
@@ -157,7 +157,7 @@ fn cleanup_removes_every_namespace() {
     }
     // Under nextest every test has its own process, so nothing of this pid may remain at all.
     if std::env::var_os("NEXTEST_EXECUTION_MODE").is_some_and(|mode| mode == "process-per-test") {
-        let prefix = format!("amb-{}-", std::process::id());
+        let prefix = format!("ambt-{}-", std::process::id());
         assert!(!listed.contains(&prefix), "namespaces of this process left behind:\n{listed}");
     }
 }

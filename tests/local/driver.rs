@@ -307,18 +307,10 @@ impl Drop for LocalMesh {
     }
 }
 
-/// A temporary folder for one mesh. The mesh id (which names its network namespaces) is a hash
-/// of the state folder's path; one made of decimal digits only (`amb-12345678-...`) looks like
-/// the `amb-<pid>-...` namespaces of tests/support/netns, whose sweeper deletes those of "dead
-/// processes" — so draw folders until the id holds a letter.
+/// A temporary folder for one mesh (its id, which names its network namespaces, is a hash of
+/// the path, so parallel tests never share names).
 fn mesh_folder() -> tempfile::TempDir {
-    loop {
-        let dir = tempfile::Builder::new().prefix("ambient-local-").tempdir().expect("a temporary folder");
-        let id = StateDir::new(&dir.path().join("state")).expect("absolute").mesh_id();
-        if id.chars().any(|c| c.is_ascii_alphabetic()) {
-            return dir;
-        }
-    }
+    tempfile::Builder::new().prefix("ambient-local-").tempdir().expect("a temporary folder")
 }
 
 fn collect_files(dir: &Path, into: &mut Vec<PathBuf>) {

@@ -5,7 +5,7 @@
 //! Isolation: nothing is created in the host namespace. The cluster namespace holds only `lo` and
 //! `br0` (10.10.0.1/16) with the pods' veth ends: no uplink, so no packet can leave the machine.
 //! Every namespace is deleted on drop (pods before their cluster), also while a test panics.
-//! Names are `amb-<pid>-<counter>-<name>`, unique per process and fixture.
+//! Names are `ambt-<pid>-<counter>-<name>` (`ambt-`, so never mistaken for a local mesh's `amb-<id>-`), unique per process and fixture.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -41,7 +41,7 @@ static PREFLIGHT: Once = Once::new();
 /// A fresh, process-unique namespace name, and the counter value that makes it unique.
 fn unique_name(suffix: &str) -> (String, u64) {
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
-    (format!("amb-{}-{counter}-{suffix}", std::process::id()), counter)
+    (format!("ambt-{}-{counter}-{suffix}", std::process::id()), counter)
 }
 
 /// Checks root and the tools once per process, and removes namespaces left by killed test runs.
@@ -59,12 +59,12 @@ fn preflight() {
     });
 }
 
-/// Deletes `amb-<pid>-*` namespaces whose process is gone (a test killed before its Drop ran).
+/// Deletes `ambt-<pid>-*` namespaces whose process is gone (a test killed before its Drop ran).
 fn sweep_stale_namespaces() {
     let Ok(entries) = std::fs::read_dir("/run/netns") else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("amb-").and_then(|rest| rest.split('-').next()) else { continue };
+        let Some(pid) = name.strip_prefix("ambt-").and_then(|rest| rest.split('-').next()) else { continue };
         let (Ok(pid), Ok(meta)) = (pid.parse::<u32>(), entry.metadata()) else { continue };
         let age = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH + Duration::from_secs(meta.mtime().max(0) as u64))
