@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
@@ -530,55 +529,10 @@ pub fn metrics_url(state: &MeshState, component: &str) -> anyhow::Result<String>
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-/// A minimal blocking HTTP/1.0 GET of `http://HOST:PORT/PATH` (the components' local endpoints),
-/// returning the status code and body. HTTP/1.0 keeps the reply simple: no chunking, the body
-/// ends when the server closes the connection. `timeout` bounds the whole exchange.
+/// GETs one of the components' own `http://127.0.0.1:PORT/...` endpoints (the runtime's
+/// readiness checks use the same client).
 pub fn http_get(url: &str, timeout: Duration) -> anyhow::Result<(u16, Vec<u8>)> {
-    let deadline = Instant::now() + timeout;
-    let rest = url.strip_prefix("http://").with_context(|| format!("{url} is not an http:// URL"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let addr: SocketAddr = authority
-        .to_socket_addrs()
-        .with_context(|| format!("{url}: bad address {authority}"))?
-        .next()
-        .with_context(|| format!("{url}: {authority} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {url}"))?;
-    stream.set_write_timeout(Some(timeout)).context("setting a socket timeout")?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n")
-        .with_context(|| format!("sending a request to {url}"))?;
-    let mut response = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            bail!("{url} did not answer within {timeout:?}");
-        }
-        stream.set_read_timeout(Some(left)).context("setting a socket timeout")?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => response.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                bail!("{url} did not answer within {timeout:?}")
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("reading the answer of {url}")),
-        }
-    }
-    parse_response(&response).with_context(|| format!("the answer of {url}"))
-}
-
-fn parse_response(response: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-    let end = response.windows(4).position(|w| w == b"\r\n\r\n").context("no end of headers")?;
-    let head = std::str::from_utf8(&response[..end]).context("headers are not UTF-8")?;
-    let status_line = head.lines().next().unwrap_or_default();
-    let code = status_line
-        .split_whitespace()
-        .nth(1)
-        .filter(|_| status_line.starts_with("HTTP/"))
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("bad status line {status_line:?}"))?;
-    Ok((code, response[end + 4..].to_vec()))
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (status, body) = runtime.block_on(crate::local::http::get(url, timeout))?;
+    Ok((status, body.into_bytes()))
 }

@@ -310,9 +310,9 @@ fn http_get_reads_status_and_body() {
 fn http_get_gives_up_on_a_silent_server() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/healthz/ready", listener.local_addr().unwrap());
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     let error = http_get(&url, Duration::from_millis(300)).unwrap_err().to_string();
-    assert!(error.contains("did not answer"), "{error}");
+    assert!(error.contains("no answer within"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3));
     drop(listener);
 }
