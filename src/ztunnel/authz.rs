@@ -361,8 +361,30 @@ impl PolicyStore {
         if allow.peek().is_none() || allow.clone().any(|p| p.matches(conn)) {
             return Decision::Allow;
         }
-        Decision::Deny { policy: allow.map(Authorization::key).collect::<Vec<_>>().join(",") }
+        Decision::Deny { policy: allow_keys(allow) }
     }
+}
+
+/// How many ALLOW policies a denial names: with thousands applicable, joining every key would
+/// cost more than the decision itself (the access log says how many more there were).
+const DENY_KEYS_SHOWN: usize = 3;
+
+/// The keys of the ALLOW policies none of which matched, for the denial's `policy` field.
+fn allow_keys<'a>(allow: impl Iterator<Item = &'a Authorization>) -> String {
+    let mut shown = Vec::with_capacity(DENY_KEYS_SHOWN);
+    let mut more = 0usize;
+    for policy in allow {
+        if shown.len() < DENY_KEYS_SHOWN {
+            shown.push(policy.key());
+        } else {
+            more += 1;
+        }
+    }
+    let mut keys = shown.join(",");
+    if more > 0 {
+        keys.push_str(&format!(" and {more} more"));
+    }
+    keys
 }
 
 impl ProxyState {

@@ -515,3 +515,16 @@ fn ten_thousand_policies_scale() {
     // Other namespaces' policies do not apply.
     assert_eq!(state.authorize(&web(&[]), &conn(None, "10.0.0.1", 100)), Decision::Allow);
 }
+
+#[test]
+fn a_denial_names_a_few_allow_policies_and_counts_the_rest() {
+    let policies = (0..5)
+        .map(|i| {
+            let only_other = xds::Match { namespaces: vec![exact("other")], ..m() };
+            policy(SHOP, &format!("allow-{i}"), xds::Scope::Namespace, xds::Action::Allow, vec![only_other])
+        })
+        .collect();
+    let state = state_with(policies);
+    let decision = state.authorize(&web(&[]), &conn(Some(id("shop", "frontend")), "10.0.0.1", 80));
+    assert_eq!(decision, deny_of("shop/allow-0,shop/allow-1,shop/allow-2 and 2 more"));
+}
