@@ -237,7 +237,9 @@ medians of the rounds.
 - **Connection rate**: connect, send 64 B, read the 64 B answer, close (the client closes
   first), with 1 and 8 concurrent clients, each run after TIME_WAIT sockets of earlier runs
   have drained from both pods. **Sustained churn**: five consecutive 8-client runs without
-  draining, each run's rate against the first's.
+  draining, each run's rate against the first's. The client pods (only) get
+  `net.ipv4.tcp_tw_reuse=1`: the client closes first, and with the kernel's default its own
+  TIME_WAIT sockets would exhaust its ports after about 14,000 connections on either path.
 - **HTTP/1.1 keep-alive**: wrk, 2 threads, 8 connections, against the tool's fixed response.
 - **ztunnel resources**: CPU time (utime + stime from `/proc/PID/stat`) of both ztunnels across
   a run, per GB of payload (1-stream iperf3), per 64 B transaction, per new connection (8
