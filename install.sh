@@ -19,8 +19,8 @@ done
 
 # What the mesh runs with: firewall tools for traffic redirection, iproute2 for namespaces and
 # veths, the reference CNI plugins for `ambient local`, curl and python3 for the demo's pods,
-# iperf3 for benchmarks.
-packages=(iptables nftables iproute2 containernetworking-plugins curl python3 iperf3 ca-certificates git)
+# iperf3 and wrk for benchmarks (`cargo bench --bench mesh`).
+packages=(iptables nftables iproute2 containernetworking-plugins curl python3 iperf3 wrk ca-certificates git)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (it installs Debian packages with apt-get)" >&2
