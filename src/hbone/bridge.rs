@@ -39,6 +39,13 @@ pub struct BridgeCounters {
     pub hbone_to_tcp: AtomicU64,
 }
 
+impl BridgeCounters {
+    /// (TCP to tunnel, tunnel to TCP) so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.tcp_to_hbone.load(Ordering::Relaxed), self.hbone_to_tcp.load(Ordering::Relaxed))
+    }
+}
+
 /// Which side failed, which decides how the other side is told.
 enum Failure {
     Tcp(io::Error),
@@ -50,7 +57,7 @@ enum Failure {
 pub async fn bridge(tcp: TcpStream, hbone: HboneStream) -> io::Result<(u64, u64)> {
     let counters = BridgeCounters::default();
     bridge_counted(tcp, hbone, &counters).await?;
-    Ok((counters.tcp_to_hbone.load(Ordering::Relaxed), counters.hbone_to_tcp.load(Ordering::Relaxed)))
+    Ok(counters.totals())
 }
 
 /// [`bridge`], counting into `counters` as bytes move.

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use crate::hbone::headers::parse_baggage;
-use crate::hbone::{InboundHandler, InboundRequest, Responder, bridge, serve_connection_until};
+use crate::hbone::{BridgeCounters, InboundHandler, InboundRequest, Responder, bridge_counted, serve_connection_until};
 use crate::sys::socket::original_dst;
 use crate::ztunnel::authz::{ConnectionAttrs, Decision};
 use crate::ztunnel::config::{HBONE_PORT, INBOUND_PLAINTEXT_PORT, OUTBOUND_PORT};
@@ -228,8 +228,9 @@ async fn serve_stream(proxy: &Arc<Proxy>, pod: &Arc<Pod>, request: InboundReques
         }
     };
     let record = view.open(&proxy.metrics);
-    match bridge(upstream, hbone).await {
-        Ok((response, request)) => record.finish(request, response, None),
-        Err(error) => record.finish(0, 0, Some(&error.to_string())),
-    }
+    // Counted as they move, so a connection that ends in an error still reports its bytes.
+    let counters = BridgeCounters::default();
+    let result = bridge_counted(upstream, hbone, &counters).await;
+    let (response, request) = counters.totals();
+    record.finish(request, response, result.err().map(|e| e.to_string()).as_deref());
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
-use crate::hbone::{ConnectRequest, Dialer, PoolKey, bridge};
+use crate::hbone::{BridgeCounters, ConnectRequest, Dialer, PoolKey, bridge_counted};
 use crate::sys::socket::original_dst;
 use crate::ztunnel::config::OUTBOUND_PORT;
 use crate::ztunnel::inpod::Pod;
@@ -133,8 +133,9 @@ async fn tunnel(
         }
     };
     let record = view.open(&proxy.metrics);
-    match bridge(stream, hbone).await {
-        Ok((request, response)) => record.finish(request, response, None),
-        Err(error) => record.finish(0, 0, Some(&error.to_string())),
-    }
+    // Counted as they move, so a connection that ends in an error still reports its bytes.
+    let counters = BridgeCounters::default();
+    let result = bridge_counted(stream, hbone, &counters).await;
+    let (request, response) = counters.totals();
+    record.finish(request, response, result.err().map(|e| e.to_string()).as_deref());
 }
