@@ -336,16 +336,14 @@ impl Mesh {
         if let Some(components) = self.components.take() {
             components.stop().await;
         }
+        // Once the reconciler runs it owns the network and deletes it on its way out; this is
+        // for a start that failed before handing it over.
         if let Some(net) = self.network.take() {
-            let name = net.name.clone();
-            drop(net);
-            if let Err(e) = tokio::task::spawn_blocking(move || network::delete_netns(&name)).await {
-                tracing::warn!("deleting the cluster network: {e}");
+            match tokio::task::spawn_blocking(move || net.delete()).await {
+                Ok(Err(e)) => tracing::warn!("{e}"),
+                Err(e) => tracing::warn!("deleting the cluster network: {e}"),
+                Ok(Ok(())) => {}
             }
-        } else {
-            // The reconciler owned it; delete it by name.
-            let name = self.board.read(|s| s.cluster_netns.clone());
-            let _ = tokio::task::spawn_blocking(move || network::delete_netns(&name)).await;
         }
     }
 }
