@@ -206,3 +206,16 @@ async fn control_plane_endpoint_is_verified_by_name_against_the_root() {
     let other = control_plane_client_config(&roots(&ca("other"))).unwrap();
     assert!(handshake(server, other, "localhost").await.is_err(), "untrusted root");
 }
+
+#[test]
+fn provider_prefers_aes128_gcm_and_post_quantum_key_exchange() {
+    let provider = provider();
+    assert_eq!(provider.cipher_suites[0].suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    assert_eq!(provider.kx_groups[0].name(), rustls::NamedGroup::X25519MLKEM768);
+    // Every suite ring offers is offered, nothing else.
+    let mut ours: Vec<_> = provider.cipher_suites.iter().map(|s| u16::from(s.suite())).collect();
+    let mut ring: Vec<_> = rustls::crypto::ring::DEFAULT_CIPHER_SUITES.iter().map(|s| u16::from(s.suite())).collect();
+    ours.sort_unstable();
+    ring.sort_unstable();
+    assert_eq!(ours, ring);
+}
