@@ -58,6 +58,9 @@ pub fn config(args: ZtunnelArgs) -> anyhow::Result<ZtunnelConfig> {
     Ok(config)
 }
 
+/// How long after ready the start-up code pages are released.
+const STARTUP_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn run(args: ZtunnelArgs) -> anyhow::Result<ExitCode> {
     let config = config(args)?;
     // Without these, every pod handed over would fail later; say so now.
@@ -67,12 +70,29 @@ pub fn run(args: ZtunnelArgs) -> anyhow::Result<ExitCode> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit; many connections may fail"),
     }
+    if let Err(e) = crate::sys::memory::tune_allocator() {
+        tracing::warn!(error = %e, "cannot tune the allocator; bulk transfers cost more CPU");
+    }
     let ztunnel = start(config).context("ztunnel")?;
+    let mut ready = ztunnel.ready();
     // The main thread only waits for a signal; both runtimes run on their own threads.
     let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     signals.block_on(async {
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Start-up code (arguments, TLS and xDS setup, the first pods and certificates) is done
+        // with a little after ready: its pages need not stay mapped.
+        let release_startup_pages = async {
+            if ready.wait_for(|ready| *ready).await.is_ok() {
+                tokio::time::sleep(STARTUP_SETTLE).await;
+                match crate::sys::memory::release_startup_code_pages() {
+                    Ok(bytes) => tracing::debug!(bytes, "released start-up code pages"),
+                    Err(e) => tracing::warn!(error = %e, "cannot release start-up code pages"),
+                }
+            }
+            std::future::pending::<()>().await
+        };
         tokio::select! {
+            _ = release_startup_pages => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
             _ = terminate.recv() => tracing::info!("terminated; stopping"),
         }

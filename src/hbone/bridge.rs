@@ -3,8 +3,10 @@
 //! TCP to tunnel: reads land in a reused `BytesMut`; each read is split off and frozen into
 //! the DATA frames it is sent as, so bytes are never copied after the kernel wrote them. The
 //! buffer starts small and grows while reads fill it (bulk transfers), and `reserve` takes the
-//! same allocation back once h2 has written the frames out. Frames are handed to h2 only
-//! within the send capacity it assigned, so nothing queues beyond the peer's window.
+//! same allocation back once h2 has written the frames out. A short read gives the buffer up and
+//! the next one waits for readability before allocating, so idle connections hold no buffer.
+//! Frames are handed to h2 only within the send capacity it assigned, so nothing queues beyond
+//! the peer's window.
 //!
 //! Tunnel to TCP: received frames are written to the socket as they are.
 //!
@@ -29,6 +31,9 @@ use super::stream::{StreamParts, poll_recv_data, poll_send_capacity, send_failur
 const INITIAL_BUFFER: usize = 16 * 1024;
 /// Largest read buffer: enough to fill big frames on bulk transfers.
 const MAX_BUFFER: usize = 256 * 1024;
+
+/// A read shorter than this ends bulk mode and releases the buffer.
+const SMALL_READ: usize = 4 * 1024;
 
 /// Bytes moved so far, readable while the bridge runs (for live metrics) and after it failed.
 #[derive(Debug, Default)]
@@ -101,15 +106,9 @@ async fn tcp_to_tunnel(
     let mut buffer = BytesMut::new();
     let mut target = INITIAL_BUFFER;
     loop {
-        // Refill when less than half a buffer is left. Once h2 has written out (and dropped)
-        // the frames split off earlier, this reuses the same allocation.
-        if buffer.capacity() < target / 2 {
-            buffer.reserve(target);
-        }
-        let room = buffer.capacity();
         // Waiting for TCP data, also notice the peer resetting the stream.
-        let read = tokio::select! {
-            read = tcp.read_buf(&mut buffer) => read.map_err(Failure::Tcp)?,
+        let (read, room) = tokio::select! {
+            read = read_some(tcp, &mut buffer, target) => read.map_err(Failure::Tcp)?,
             reset = poll_fn(|cx| send.poll_reset(cx)) => return match reset {
                 // The peer needs no more data: this direction is done.
                 Ok(Reason::NO_ERROR) => Ok(()),
@@ -127,6 +126,12 @@ async fn tcp_to_tunnel(
             target = (target * 2).min(MAX_BUFFER);
         }
         let mut data = buffer.split().freeze();
+        if read < SMALL_READ {
+            // A conversation rather than a transfer: let the buffer go (it is freed once h2
+            // has written the frame), so a connection that now sits idle holds none.
+            buffer = BytesMut::new();
+            target = INITIAL_BUFFER;
+        }
         while !data.is_empty() {
             let capacity = poll_fn(|cx| poll_send_capacity(send, cx, data.len())).await.map_err(Failure::Tunnel)?;
             let frame = data.split_to(capacity);
@@ -135,6 +140,21 @@ async fn tcp_to_tunnel(
             counter.fetch_add(len, Ordering::Relaxed);
         }
     }
+}
+
+/// Reads what the socket has into `buffer`; returns (bytes read, room there was). Without a
+/// buffer it first waits for the socket to become readable, so an idle connection allocates
+/// nothing. Refills when less than half a buffer is left; once h2 has written out (and dropped)
+/// the frames split off earlier, `reserve` reuses the same allocation.
+async fn read_some(tcp: &mut ReadHalf<'_>, buffer: &mut BytesMut, target: usize) -> io::Result<(usize, usize)> {
+    if buffer.capacity() == 0 {
+        tcp.as_ref().readable().await?;
+    }
+    if buffer.capacity() < target / 2 {
+        buffer.reserve(target);
+    }
+    let room = buffer.capacity();
+    Ok((tcp.read_buf(buffer).await?, room))
 }
 
 /// [`send_failure`] from outside a poll function: the reset reason if it is already known.

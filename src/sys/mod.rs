@@ -1,6 +1,7 @@
 //! Linux-specific code: network namespaces, socket options and unix-socket descriptor passing.
 //! Every `unsafe` block of the crate lives here, kept small and commented.
 
+pub mod memory;
 pub mod netns;
 pub mod process;
 pub mod seqpacket;

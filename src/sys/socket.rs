@@ -57,6 +57,56 @@ pub struct ConnectOptions {
     pub transparent: bool,
 }
 
+/// Source ports for connections a proxy opens to its pod's own application, handed out in turn.
+///
+/// A proxy that closes first (the client closed, and the FIN is passed on) leaves a TIME_WAIT
+/// entry on its side of the one (pod IP, app port) pair. With kernel-chosen ports, connect()
+/// may reuse such an entry only with `tcp_tw_reuse=1` (the default, 2, allows it for loopback
+/// addresses only, and pod IPs are not), so past ~28,000 connections a minute every connect
+/// fails. For an explicitly bound port the kernel does take the TIME_WAIT entry over when
+/// timestamps are on (PAWS protects the new connection from old segments), whatever the
+/// sysctl. A port still in use towards the same destination fails with `EADDRNOTAVAIL`, and the
+/// caller moves to the next one.
+#[derive(Debug)]
+pub struct SourcePorts {
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl SourcePorts {
+    /// Linux's default ephemeral range (`ip_local_port_range`), where clients' ports live anyway.
+    pub const FIRST: u16 = 32768;
+    pub const LAST: u16 = 60999;
+    /// How many ports a connect tries before leaving the choice to the kernel.
+    pub const ATTEMPTS: usize = 16;
+
+    /// Starts at a random point of the range, so that restarts do not replay the same ports.
+    pub fn new() -> Self {
+        let span = u32::from(Self::LAST - Self::FIRST) + 1;
+        let mut seed = [0u8; 4];
+        // Without randomness, start at the beginning: the ports are still handed out in turn.
+        let _ = aws_lc_rs::rand::fill(&mut seed);
+        SourcePorts { next: std::sync::atomic::AtomicU32::new(u32::from_ne_bytes(seed) % span) }
+    }
+
+    /// The next port of the range.
+    pub fn next(&self) -> u16 {
+        let span = u32::from(Self::LAST - Self::FIRST) + 1;
+        let offset = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        Self::FIRST + offset as u16
+    }
+}
+
+impl Default for SourcePorts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whether a connect failed because its source port is taken (try another port).
+pub fn source_port_taken(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::AddrNotAvailable | io::ErrorKind::AddrInUse)
+}
+
 /// Connects to `dst` from a socket created inside `ns` (or in the caller's namespace for
 /// `None`), with SO_MARK when given and TCP_NODELAY. Only the socket creation runs on the
 /// executor; the connect itself is driven by the caller's runtime.
@@ -99,6 +149,10 @@ fn connect_socket(dst: SocketAddr, options: &ConnectOptions) -> io::Result<std::
         set_transparent(&socket, dst).map_err(|e| context(e, format!("set IP_TRANSPARENT on socket to {dst}")))?;
     }
     if let Some(source) = options.bind {
+        if source.port() != 0 {
+            // A chosen port may still have TIME_WAIT entries: see [`SourcePorts`].
+            socket.set_reuse_address(true).map_err(|e| context(e, format!("set SO_REUSEADDR on socket to {dst}")))?;
+        }
         socket.bind(&source.into()).map_err(|e| context(e, format!("bind source {source} to connect to {dst}")))?;
     }
     Ok(socket.into())

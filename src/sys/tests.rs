@@ -129,11 +129,80 @@ async fn transparent_listener_and_bound_source() {
     let dst = listener.local_addr().unwrap();
 
     let source = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), 0));
-    let options = ConnectOptions { mark: None, bind: Some(source), transparent: true };
+    let options = ConnectOptions { bind: Some(source), transparent: true, ..ConnectOptions::default() };
     let client = tcp_connect_with(&exec, Some(&pod), dst, options).await.unwrap();
     let (_accepted, peer) = listener.accept().await.unwrap();
     assert_eq!(peer.ip(), source.ip());
     assert_eq!(client.local_addr().unwrap().ip(), source.ip());
+}
+
+/// A proxy that closes first leaves TIME_WAIT on its side of (pod IP, app port). With explicitly
+/// bound ports (SO_REUSEADDR) the kernel takes TIME_WAIT entries over, so the same four ports
+/// serve connection after connection; left to choose among them itself, it runs out.
+#[tokio::test]
+async fn bound_source_ports_reuse_time_wait() {
+    let exec = NetnsExecutor::start("test-time-wait").unwrap();
+    let pod = fresh_netns();
+    let status = super::netns::command_in(&pod, "ip").args(["addr", "add", "10.99.0.1/32", "dev", "lo"]).status();
+    assert!(status.unwrap().success(), "ip addr add");
+    let status =
+        super::netns::command_in(&pod, "sysctl").args(["-qw", "net.ipv4.ip_local_port_range=40000 40003"]).status();
+    assert!(status.unwrap().success(), "sysctl ip_local_port_range");
+    let pod_ip = Ipv4Addr::new(10, 99, 0, 1);
+    let listener = tcp_listener_in(&exec, &pod, SocketAddr::from((pod_ip, 7000)), false).await.unwrap();
+
+    let bound = |i: u16| ConnectOptions { bind: Some(SocketAddr::from((pod_ip, 40000 + i % 4))), ..Default::default() };
+    for round in 0..3 {
+        let results = close_first_connections(&exec, &pod, &listener, bound).await;
+        assert!(results.iter().all(Result::is_ok), "round {round}: TIME_WAIT ports are taken over: {results:?}");
+    }
+    // Left to the kernel, the same ports are refused while their TIME_WAIT lasts.
+    let kernel_chosen = close_first_connections(&exec, &pod, &listener, |_| ConnectOptions::default()).await;
+    let error = kernel_chosen.iter().find_map(|r| r.as_ref().err()).expect("kernel-chosen ports stay taken");
+    assert_eq!(error.kind(), io::ErrorKind::AddrNotAvailable, "{error}");
+}
+
+#[test]
+fn source_ports_cycle_through_the_range() {
+    let ports = super::socket::SourcePorts::new();
+    let first = ports.next();
+    assert!((super::socket::SourcePorts::FIRST..=super::socket::SourcePorts::LAST).contains(&first));
+    let span = usize::from(super::socket::SourcePorts::LAST - super::socket::SourcePorts::FIRST) + 1;
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(first);
+    for _ in 1..span {
+        assert!(seen.insert(ports.next()), "a port came back before the range was used up");
+    }
+    assert_eq!(ports.next(), first, "then it starts over");
+}
+
+/// Four connections to `listener` (the i-th with `options(i)`), each closed by the connecting
+/// side first (so TIME_WAIT stays on it); the result of each connect.
+async fn close_first_connections(
+    exec: &NetnsExecutor,
+    pod: &Netns,
+    listener: &tokio::net::TcpListener,
+    options: impl Fn(u16) -> ConnectOptions,
+) -> Vec<io::Result<()>> {
+    let dst = listener.local_addr().unwrap();
+    let mut results = Vec::new();
+    for i in 0..4 {
+        let mut client = match tcp_connect_with(exec, Some(pod), dst, options(i)).await {
+            Ok(client) => client,
+            Err(error) => {
+                results.push(Err(error));
+                continue;
+            }
+        };
+        let (mut accepted, _) = listener.accept().await.unwrap();
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        accepted.read_to_end(&mut rest).await.unwrap();
+        drop(accepted);
+        client.read_to_end(&mut rest).await.unwrap();
+        results.push(Ok(()));
+    }
+    results
 }
 
 #[tokio::test]
@@ -220,4 +289,30 @@ async fn seqpacket_connect_to_missing_socket_names_the_path() {
     let error = SeqpacketStream::connect(&path).await.unwrap_err();
     assert_eq!(error.kind(), io::ErrorKind::NotFound);
     assert!(error.to_string().contains("absent.sock"), "{error}");
+}
+
+#[test]
+fn code_mappings_are_the_executable_text_only() {
+    let maps = "\
+555d6e946000-555d6e948000 r--p 00000000 fe:00 247030                     /usr/bin/cat
+555d6e948000-555d6e94d000 r-xp 00002000 fe:00 247030                     /usr/bin/cat
+555d6e94d000-555d6e950000 r--p 00007000 fe:00 247030                     /usr/bin/cat
+7f0000000000-7f0000001000 r-xp 00000000 fe:00 1111                       /usr/lib/libc.so.6
+7f0000002000-7f0000003000 rw-p 00000000 00:00 0
+7f0000004000-7f0000005000 r-xp 00009000 fe:00 247030                     /usr/bin/cat
+";
+    let found = super::memory::code_mappings(maps, "/usr/bin/cat");
+    assert_eq!(found, vec![(0x555d6e948000, 0x555d6e94d000), (0x7f0000004000, 0x7f0000005000)]);
+    assert!(super::memory::code_mappings(maps, "/usr/bin/ca").is_empty());
+}
+
+/// Releasing the code pages of the running test binary: something is released, and code keeps
+/// running (pages come back from the page cache on the next access).
+#[test]
+fn releasing_code_pages_keeps_the_process_running() {
+    super::memory::tune_allocator().unwrap();
+    let released = super::memory::release_startup_code_pages().unwrap();
+    assert!(released > 0, "the test binary has executable mappings");
+    let text: String = (0..1000).map(|i| format!("{i}")).collect();
+    assert!(text.len() > 1000);
 }

@@ -82,7 +82,7 @@ async fn connect_app(
     target: SocketAddr,
     view: ConnectionView,
 ) -> Option<(TcpStream, ConnectionView)> {
-    match proxy.connect_from(&pod.netns, target).await {
+    match proxy.connect_to_app(&pod.netns, &pod.app_ports, target).await {
         Ok(upstream) => Some((upstream, view)),
         Err(error) => {
             let reason = format!("connect to the application at {target}: {error}");
@@ -216,7 +216,10 @@ async fn serve_stream(proxy: &Arc<Proxy>, pod: &Arc<Pod>, request: InboundReques
             return;
         }
     };
-    let Some((upstream, view)) = connect_app(proxy, pod, target, view.destination_pod(&workload)).await else {
+    // The request's headers are done with; not kept for the connection's life.
+    drop(request);
+    let Some((upstream, view)) = Box::pin(connect_app(proxy, pod, target, view.destination_pod(&workload))).await
+    else {
         responder.reject(StatusCode::SERVICE_UNAVAILABLE);
         return;
     };

@@ -39,6 +39,8 @@ pub struct Pod {
     pub cut: watch::Receiver<bool>,
     /// Server TLS configuration for 15008, rebuilt when the pod's certificate changes.
     pub server_tls: Mutex<Option<(Arc<WorkloadCertificate>, Arc<rustls::ServerConfig>)>>,
+    /// Source ports for connections to the pod's own application.
+    pub app_ports: crate::sys::socket::SourcePorts,
 }
 
 impl Pod {
@@ -143,6 +145,7 @@ impl PodManager {
             retired,
             cut,
             server_tls: Mutex::new(None),
+            app_ports: crate::sys::socket::SourcePorts::new(),
         });
         let any = |port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
         let exec = &self.proxy.netns;
@@ -194,12 +197,12 @@ impl PodManager {
                 let proxy = proxy.clone();
                 let pod = pod.clone();
                 tokio::spawn(async move {
-                    let serve = async {
-                        match kind {
-                            Listener::Outbound => outbound::serve(&proxy, &pod, stream, peer).await,
-                            Listener::InboundPlaintext => inbound::serve_plaintext(&proxy, &pod, stream, peer).await,
-                            Listener::InboundHbone => inbound::serve_hbone(&proxy, &pod, stream, peer).await,
-                        }
+                    // Each kind in a box of its own size: inline, every connection's task would be
+                    // as large as the largest of the three (the HBONE server's), for its whole life.
+                    let serve: BoxFuture<'_, ()> = match kind {
+                        Listener::Outbound => Box::pin(outbound::serve(&proxy, &pod, stream, peer)),
+                        Listener::InboundPlaintext => Box::pin(inbound::serve_plaintext(&proxy, &pod, stream, peer)),
+                        Listener::InboundHbone => Box::pin(inbound::serve_hbone(&proxy, &pod, stream, peer)),
                     };
                     tokio::select! {
                         () = serve => {}

@@ -90,7 +90,10 @@ async fn tunnel(
     identity: crate::model::Identity,
     view: ConnectionView,
 ) {
-    let cert = match proxy.certs.fetch(&pod.identity).await {
+    // The certificate request and the HBONE dial are boxed: they are large futures (a CSR call,
+    // a TLS and HTTP/2 handshake) that are over before the bridge starts, and inline they would
+    // size the connection's task for its whole life.
+    let cert = match Box::pin(proxy.certs.fetch(&pod.identity)).await {
         Ok(cert) => cert,
         Err(error) => {
             let reason = format!("no certificate for {}: {error}", pod.identity);
@@ -121,7 +124,7 @@ async fn tunnel(
         headers: view.connect_headers(peer),
         dial,
     };
-    let hbone = match proxy.pool.connect(request).await {
+    let hbone = match Box::pin(proxy.pool.connect(request)).await {
         Ok(hbone) => hbone,
         Err(error) => {
             view.failed(
