@@ -65,6 +65,7 @@ fn main() {
             idle_connections: env_or("IDLE_CONNECTIONS", 10_000),
             drain_bound: Duration::from_secs(env_or("DRAIN_SECONDS", 90)),
             drain_threshold: 100,
+            idle_settle: Duration::from_secs(15),
         }
     } else {
         // Smoke: every code path once, briefly; the drain is exercised but not waited out.
@@ -76,6 +77,7 @@ fn main() {
             idle_connections: 100,
             drain_bound: Duration::from_secs(2),
             drain_threshold: 100,
+            idle_settle: Duration::ZERO,
         }
     };
     let cp_sizes = if full {
@@ -154,6 +156,7 @@ fn main() {
 
 /// The smoke mode's assertions: every figure present and plausible, no failure anywhere.
 fn smoke_checks(bench: &Bench, cp: &controlplane::Report) {
+    figures::check_reset_classification();
     let mut count = 0;
     for (figure, value) in bench.table.all() {
         // A growth per idle connection may be zero with only 100 of them (memory freed by the

@@ -11,6 +11,9 @@
 //!   TIME_WAIT sockets stay on the client side and, through the mesh, in the ztunnels.
 //! - `hold ADDR COUNT`: opens COUNT connections, checks each end to end with a 1-byte echo,
 //!   prints a line, and holds them until stdin closes.
+//! - `relay LISTEN TARGET`: a plain TCP relay on one thread, for measuring by hand the floor any
+//!   node proxy has on this machine: two relays (client pod, server pod) add the same four
+//!   socket hops as two ztunnels, with no TLS, HTTP/2, policy or telemetry (docs/benchmarks.md).
 //!
 //! Clients use blocking std sockets with TCP_NODELAY: the simplest loop has the least overhead
 //! of its own, and the same overhead on both paths.
@@ -41,6 +44,7 @@ pub fn main(args: &[String]) -> i32 {
         "rr" => rr(addr(1), num(2) as usize, Duration::from_secs_f64(arg(3).parse().unwrap_or_else(|_| usage()))),
         "crr" => crr(addr(1), num(2) as usize, Duration::from_secs_f64(arg(3).parse().unwrap_or_else(|_| usage()))),
         "hold" => hold(addr(1), num(2) as usize),
+        "relay" => relay(addr(1), addr(2)),
         _ => usage(),
     };
     match result {
@@ -60,7 +64,8 @@ pub fn main(args: &[String]) -> i32 {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: __tool serve ECHO_PORT HTTP_PORT | rr ADDR SIZE SECONDS | crr ADDR CLIENTS SECONDS | hold ADDR COUNT"
+        "usage: __tool serve ECHO_PORT HTTP_PORT | rr ADDR SIZE SECONDS | crr ADDR CLIENTS SECONDS | hold ADDR COUNT \
+         | relay LISTEN TARGET"
     );
     std::process::exit(2)
 }
@@ -266,4 +271,24 @@ fn hold(addr: SocketAddr, count: usize) -> std::io::Result<serde_json::Value> {
     while std::io::stdin().lock().read_line(&mut rest)? > 0 {}
     drop(held);
     Ok(serde_json::Value::Null)
+}
+
+/// Relays every connection to `listen` to `target`, both ways, half-close passed on, on one
+/// thread (as ztunnel runs in `ambient local`). Runs until killed.
+fn relay(listen: SocketAddr, target: SocketAddr) -> std::io::Result<serde_json::Value> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen)?;
+        let listener = socket.listen(4096)?;
+        loop {
+            let (mut downstream, _) = listener.accept().await?;
+            tokio::spawn(async move {
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else { return };
+                let _ = (downstream.set_nodelay(true), upstream.set_nodelay(true));
+                let _ = tokio::io::copy_bidirectional_with_sizes(&mut downstream, &mut upstream, 65536, 65536).await;
+            });
+        }
+    })
 }
