@@ -78,20 +78,19 @@ impl SourcePorts {
     pub const LAST: u16 = 60999;
     /// How many ports a connect tries before leaving the choice to the kernel.
     pub const ATTEMPTS: usize = 16;
+    const SPAN: u32 = (Self::LAST - Self::FIRST) as u32 + 1;
 
     /// Starts at a random point of the range, so that restarts do not replay the same ports.
     pub fn new() -> Self {
-        let span = u32::from(Self::LAST - Self::FIRST) + 1;
         let mut seed = [0u8; 4];
         // Without randomness, start at the beginning: the ports are still handed out in turn.
         let _ = aws_lc_rs::rand::fill(&mut seed);
-        SourcePorts { next: std::sync::atomic::AtomicU32::new(u32::from_ne_bytes(seed) % span) }
+        SourcePorts { next: std::sync::atomic::AtomicU32::new(u32::from_ne_bytes(seed) % Self::SPAN) }
     }
 
     /// The next port of the range.
     pub fn next(&self) -> u16 {
-        let span = u32::from(Self::LAST - Self::FIRST) + 1;
-        let offset = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % span;
+        let offset = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % Self::SPAN;
         Self::FIRST + offset as u16
     }
 }
