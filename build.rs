@@ -5,6 +5,9 @@ use std::process::Command;
 
 fn main() {
     compile_protos();
+    // The install assets are embedded with include_dir.
+    println!("cargo:rerun-if-changed=manifests");
+    println!("cargo:rerun-if-changed=profiles");
     let commit = std::env::var("AMBIENT_GIT_COMMIT").ok().or_else(|| {
         let out = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok()?;
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())

@@ -8,6 +8,7 @@ pub mod cni;
 pub mod config;
 pub mod controlplane;
 pub mod hbone;
+pub mod install;
 pub mod local;
 pub mod mesh;
 pub mod model;
