@@ -5,3 +5,4 @@
 
 pub mod ca;
 pub mod netns;
+pub mod validator;
