@@ -19,8 +19,9 @@ done
 
 # What the mesh runs with: firewall tools for traffic redirection, iproute2 for namespaces and
 # veths, the reference CNI plugins for `ambient local`, curl and python3 for the demo's pods,
-# iperf3 and wrk for benchmarks (`cargo bench --bench mesh`).
-packages=(iptables nftables iproute2 containernetworking-plugins curl python3 iperf3 wrk ca-certificates git)
+# iperf3 and wrk for benchmarks (`cargo bench --bench mesh`), python3-venv for the manifest
+# validator's venv (below).
+packages=(iptables nftables iproute2 containernetworking-plugins curl python3 python3-venv iperf3 wrk ca-certificates git)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (it installs Debian packages with apt-get)" >&2
@@ -56,6 +57,23 @@ for component in rustfmt clippy; do
     rustup component add "$component"
   fi
 done
+
+# The manifest validator (scripts/validate-manifests.py, run by the tests): kubernetes-validate and
+# its dependencies, pinned in scripts/validator-requirements.txt, in a venv of Debian's python3.
+# Skipped when the venv already holds exactly those pins.
+validator_venv="${AMBIENT_VALIDATOR_VENV:-/opt/ambient-test/venv}"
+validator_requirements=scripts/validator-requirements.txt
+if [ -x "$validator_venv/bin/python3" ] \
+  && cmp -s "$validator_requirements" "$validator_venv/ambient-requirements.txt" \
+  && "$validator_venv/bin/python3" -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
+  echo "==> manifest validator already installed in $validator_venv"
+else
+  echo "==> installing the manifest validator into $validator_venv"
+  /usr/bin/python3 -m venv --clear "$validator_venv"
+  "$validator_venv/bin/python3" -m pip install --quiet --disable-pip-version-check --no-input \
+    --require-virtualenv -r "$validator_requirements"
+  cp "$validator_requirements" "$validator_venv/ambient-requirements.txt"
+fi
 
 if $deps_only; then
   exit 0

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, then every test. `.ci/run` runs exactly this.
+# The whole test suite: the manifest validator, formatting, lints, then every test. `.ci/run` runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The manifest validator the install tests use (`install.sh --deps-only` installs it): missing or
+# broken, the run stops here, loudly, rather than letting tests skip.
+echo "==> manifest validator"
+validator_python="${AMBIENT_VALIDATOR_VENV:-/opt/ambient-test/venv}/bin/python3"
+if ! "$validator_python" scripts/validate-manifests.py tests/fixtures/manifests/valid.yaml; then
+  echo "test.sh: the manifest validator ($validator_python) does not work: run \`bash install.sh --deps-only\` (as root)" >&2
+  exit 1
+fi
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
