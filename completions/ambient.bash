@@ -358,7 +358,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__cni)
-            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --probe-snat --no-probe-snat --netns-prefix --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
+            opts="-h -V --node-name --config-source --config --zds-socket --cni-bin-dir --cni-conf-dir --plugin-socket --install-plugin --no-install-plugin --probe-snat --no-probe-snat --readiness-address --netns-prefix --trust-domain --root-namespace --context --kubeconfig --log-level --log-format --help --version plugin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,6 +389,10 @@ _ambient() {
                     return 0
                     ;;
                 --plugin-socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --readiness-address)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -514,7 +518,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__controlplane)
-            opts="-h -V --config-source --config --trust-domain --root-namespace --xds-address --debug-address --state-dir --ca-cert --ca-key --ca-chain --ca-root --ca-secret --cert-ttl --max-cert-ttl --tokens-file --trusted-node-accounts --server-name --cluster-id --domain-suffix --context --kubeconfig --log-level --log-format --help --version"
+            opts="-h -V --config-source --config --trust-domain --root-namespace --xds-address --debug-address --state-dir --ca-cert --ca-key --ca-chain --ca-root --ca-secret --root-cert-configmap --cert-ttl --max-cert-ttl --tokens-file --trusted-node-accounts --server-name --cluster-id --domain-suffix --context --kubeconfig --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -565,6 +569,10 @@ _ambient() {
                     return 0
                     ;;
                 --ca-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root-cert-configmap)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2030,7 +2038,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__ztunnel)
-            opts="-h -V --xds-address --ca-address --node-name --token-file --root-cert --server-name --zds-socket --admin-address --admin-port --metrics-address --metrics-port --readiness-address --readiness-port --worker-threads --trust-domain --cluster-id --network --access-log --packet-mark --cert-ttl --log-level --log-format --help --version"
+            opts="-h -V --xds-address --ca-address --node-name --token-file --root-cert --wait-for-root-cert --server-name --zds-socket --admin-address --admin-port --metrics-address --metrics-port --readiness-address --readiness-port --worker-threads --trust-domain --cluster-id --network --access-log --packet-mark --cert-ttl --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -288,6 +288,7 @@ complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-key 
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-chain -d 'Certificates between --ca-cert and the root (PEM, in order), for an intermediate CA' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-root -d 'The root certificate (PEM) when --ca-cert is an intermediate and --ca-chain lacks it' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l ca-secret -d 'Kube mode: the Secret (in the root namespace) that keeps the generated CA root' -r
+complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l root-cert-configmap -d 'Kube mode: publish the root certificate (key `root-cert.pem`) into this ConfigMap of the root namespace, for ztunnels to mount; it must exist (install creates it)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l cert-ttl -d 'Lifetime of workload certificates when the request names none (s, m, h or d)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l max-cert-ttl -d 'Longest workload certificate lifetime granted (s, m, h or d)' -r
 complete -c ambient -n "__fish_ambient_using_subcommand controlplane" -l tokens-file -d 'Files mode: the tokens that authenticate callers, one per line: `<token> <namespace>/<serviceaccount> [node=<node>] [pod=<pod>]`' -r -F
@@ -327,6 +328,7 @@ complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l cert-ttl -d 
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l log-level -d 'Log level or filter directives (e.g. `debug`, `info,ambient::config=trace`). Defaults to `info` for components and `warn` for laptop commands' -r
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l log-format -d 'Log line format (components write structured logs to stderr)' -r -f -a "text\t''
 json\t''"
+complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -l wait-for-root-cert -d 'Wait for --root-cert to appear (and be non-empty) instead of failing: on Kubernetes it is a ConfigMap the control plane fills after ztunnel may already have started'
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -s h -l help -d 'Print help'
 complete -c ambient -n "__fish_ambient_using_subcommand ztunnel" -s V -l version -d 'Print version'
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l node-name -d 'This node\'s name: only its pods are enrolled' -r
@@ -337,6 +339,7 @@ complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-bin-dir -d 'Host folder for CNI plugin binaries' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l cni-conf-dir -d 'Host folder for CNI network configuration' -r -F
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l plugin-socket -d 'Where the agent listens for the CNI plugin' -r -F
+complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l readiness-address -d 'Serve `GET /healthz/ready` here (200 once the agent runs), for the kubelet\'s probe' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l netns-prefix -d 'Look for running pods only in named network namespaces (`/var/run/netns`) whose name starts with PREFIX, instead of every namespace on the node' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l trust-domain -d 'Trust domain of workload identities' -r
 complete -c ambient -n "__fish_ambient_using_subcommand cni; and not __fish_seen_subcommand_from plugin help" -l root-namespace -d 'Namespace whose policies apply mesh-wide' -r

@@ -11,7 +11,6 @@ use crate::config::SourceConfig;
 use crate::config::files::FilesConfig;
 use crate::config::kube::KubeConfig;
 use crate::mesh::MeshConfig;
-use crate::model::Kind;
 use crate::sys::netns::Netns;
 
 pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
@@ -28,8 +27,7 @@ pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
         ConfigSourceKind::Kube => SourceConfig::Kube(KubeConfig {
             context: args.context,
             kubeconfig: args.kubeconfig,
-            // Pods and namespaces are all the agent reads: its RBAC grants only those.
-            kinds: Some(vec![Kind::Pod, Kind::Namespace]),
+            kinds: Some(agent::WATCHED_KINDS.to_vec()),
         }),
     };
     // Installing into the host's CNI folders is what a DaemonSet does; a files setup provides
@@ -55,10 +53,21 @@ pub fn config(args: CniArgs) -> anyhow::Result<AgentConfig> {
 }
 
 pub fn run(args: CniArgs) -> anyhow::Result<ExitCode> {
+    let readiness = match &args.readiness_address {
+        Some(text) => Some(super::controlplane::listen_address("--readiness-address", text)?),
+        None => None,
+    };
     let config = config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let agent = agent::start(config).await.context("cni agent")?;
+        // Bound only once the agent runs: answering at all is the readiness signal.
+        if let Some(address) = readiness {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("--readiness-address {address}: cannot listen"))?;
+            tokio::spawn(serve_ready(listener));
+        }
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
@@ -67,4 +76,24 @@ pub fn run(args: CniArgs) -> anyhow::Result<ExitCode> {
         agent.shutdown().await.context("cni agent: removing the installed plugin")?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Answers every HTTP request on `listener` with 200 (`/healthz/ready`) or 404.
+pub(super) async fn serve_ready(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request)).await;
+            let Ok(Ok(n)) = read else { return };
+            let ready = request[..n].starts_with(b"GET /healthz/ready ");
+            let response: &[u8] = if ready {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nready\n"
+            } else {
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            };
+            let _ = stream.write_all(response).await;
+        });
+    }
 }

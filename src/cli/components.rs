@@ -54,6 +54,10 @@ pub struct ControlplaneArgs {
     /// Kube mode: the Secret (in the root namespace) that keeps the generated CA root.
     #[arg(long, env = "AMBIENT_CA_SECRET", default_value = "ambient-ca")]
     pub ca_secret: String,
+    /// Kube mode: publish the root certificate (key `root-cert.pem`) into this ConfigMap of the
+    /// root namespace, for ztunnels to mount; it must exist (install creates it).
+    #[arg(long, env = "AMBIENT_ROOT_CERT_CONFIGMAP", value_name = "NAME")]
+    pub root_cert_configmap: Option<String>,
     /// Lifetime of workload certificates when the request names none (s, m, h or d).
     #[arg(long, env = "AMBIENT_CERT_TTL", default_value = "24h", value_parser = parse_ttl)]
     pub cert_ttl: std::time::Duration,
@@ -109,6 +113,10 @@ pub struct ZtunnelArgs {
     /// Root certificate (PEM) of the control plane and of the mesh.
     #[arg(long, env = "AMBIENT_ROOT_CERT")]
     pub root_cert: Option<PathBuf>,
+    /// Wait for --root-cert to appear (and be non-empty) instead of failing: on Kubernetes it
+    /// is a ConfigMap the control plane fills after ztunnel may already have started.
+    #[arg(long, env = "AMBIENT_WAIT_FOR_ROOT_CERT")]
+    pub wait_for_root_cert: bool,
     /// Name to verify in the control plane's certificate [default: the address's host].
     #[arg(long, env = "AMBIENT_XDS_SERVER_NAME")]
     pub server_name: Option<String>,
@@ -199,6 +207,9 @@ pub struct CniArgs {
     /// Do not install the node-side probe rule.
     #[arg(long)]
     pub no_probe_snat: bool,
+    /// Serve `GET /healthz/ready` here (200 once the agent runs), for the kubelet's probe.
+    #[arg(long, env = "AMBIENT_CNI_READINESS_ADDRESS", value_name = "HOST:PORT")]
+    pub readiness_address: Option<String>,
     /// Look for running pods only in named network namespaces (`/var/run/netns`) whose name
     /// starts with PREFIX, instead of every namespace on the node.
     #[arg(long, value_name = "PREFIX")]

@@ -76,6 +76,15 @@ fn config(args: ControlplaneArgs) -> anyhow::Result<ControlplaneConfig> {
             max_cert_ttl: args.max_cert_ttl,
             node_proxies,
             server_names: args.server_names,
+            root_cert_configmap: match (args.root_cert_configmap, args.config_source) {
+                (Some(name), ConfigSourceKind::Kube) if !name.is_empty() => Some(name),
+                (Some(name), ConfigSourceKind::Files) if !name.is_empty() => {
+                    bail!(
+                        "--root-cert-configmap is for --config-source kube; in files mode the root is in the state dir"
+                    )
+                }
+                _ => None,
+            },
         },
         tokens_file: args.tokens_file,
     })

@@ -11,6 +11,7 @@ pub mod controlplane;
 pub mod install;
 pub mod local;
 pub mod logging;
+pub mod manifest;
 pub mod status;
 pub mod version;
 pub mod waypoint;
@@ -89,8 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Install(_) => not_implemented("install"),
         Command::Uninstall(_) => not_implemented("uninstall"),
-        Command::Manifest(_) => not_implemented("manifest generate"),
-        Command::Profile(_) => not_implemented("profile"),
+        Command::Manifest(command) => manifest::run_manifest(command),
+        Command::Profile(command) => manifest::run_profile(command),
         Command::Analyze(args) => analyze::run(args),
         Command::ProxyStatus(_) => not_implemented("proxy-status"),
         Command::ZtunnelConfig(_) => not_implemented("ztunnel-config"),

@@ -67,3 +67,41 @@ fn every_issue_command_exists() {
         assert!(paths.iter().any(|p| p == want), "missing command `ambient {want}`; have {paths:?}");
     }
 }
+
+/// `--wait-for-root-cert`: ztunnel waits until the control plane's ConfigMap reaches the mounted
+/// file (absent, then empty, then the certificate), instead of failing at start.
+#[test]
+fn ztunnel_waits_for_the_root_certificate_to_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("root-cert.pem");
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::fs::write(&path, "").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(700));
+            std::fs::write(&path, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        })
+    };
+    let started = std::time::Instant::now();
+    super::ztunnel::wait_for_file(&path);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "returned before the file had content");
+    assert!(std::fs::metadata(&path).unwrap().len() > 0);
+    writer.join().unwrap();
+}
+
+/// The CNI agent's readiness endpoint answers the kubelet's probe path and nothing else.
+#[tokio::test]
+async fn cni_readiness_answers_the_probe_path() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(super::cni::serve_ready(listener));
+    for (path, status) in [("/healthz/ready", "200"), ("/other", "404")] {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with(&format!("HTTP/1.1 {status}")), "{path}: {response}");
+    }
+}

@@ -27,6 +27,9 @@ pub fn config(args: ZtunnelArgs) -> anyhow::Result<ZtunnelConfig> {
     let Some(root_cert) = args.root_cert else {
         bail!("--root-cert is required: the control plane's and the mesh's root certificate (PEM)");
     };
+    if args.wait_for_root_cert {
+        wait_for_file(&root_cert);
+    }
     let root_cert_pem =
         std::fs::read(&root_cert).with_context(|| format!("--root-cert {}: cannot read", root_cert.display()))?;
     if let Some(token) = &args.token_file {
@@ -56,6 +59,20 @@ pub fn config(args: ZtunnelArgs) -> anyhow::Result<ZtunnelConfig> {
     config.packet_mark = args.packet_mark;
     config.cert_ttl = args.cert_ttl;
     Ok(config)
+}
+
+/// Waits until `path` exists and is not empty, saying what it waits for now and then.
+pub(super) fn wait_for_file(path: &std::path::Path) {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+    const REPORT_EVERY: u32 = 60;
+    let mut polls = 0u32;
+    while !std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+        if polls.is_multiple_of(REPORT_EVERY) {
+            tracing::info!(path = %path.display(), "waiting for the root certificate (the control plane publishes it)");
+        }
+        polls = polls.wrapping_add(1);
+        std::thread::sleep(POLL);
+    }
 }
 
 /// How long after ready the start-up code pages are released.

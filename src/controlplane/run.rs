@@ -48,6 +48,8 @@ pub struct CaConfig {
     pub node_proxies: Option<Vec<ServiceAccountRef>>,
     /// Extra DNS names / IPs for the serving certificate.
     pub server_names: Vec<String>,
+    /// Kube mode: the ConfigMap of the root namespace to publish the root certificate in.
+    pub root_cert_configmap: Option<String>,
 }
 
 /// Where the CA's root comes from; the kube client is made at start.
@@ -180,6 +182,15 @@ pub async fn start(config: ControlplaneConfig) -> Result<Controlplane, Controlpl
     let (ready_tx, ready) = watch::channel(false);
 
     let mut tasks = Vec::new();
+    if let (Some(client), Some(name)) = (&kube_client, &config.ca.root_cert_configmap) {
+        let publish = ca::publish::publish_root_cert(
+            client.clone(),
+            config.mesh.root_namespace.clone(),
+            name.clone(),
+            authority.root_pem().to_string(),
+        );
+        tasks.push(tokio::spawn(publish));
+    }
     let follow = mesh.clone();
     let subscription = source.store.subscribe();
     tasks.push(tokio::spawn(async move { follow.follow(subscription).await }));

@@ -5,6 +5,14 @@
 //! (the templates in `manifests/` into [`Manifest`]), `crds` (the CRDs, generated from the
 //! model's types), `cluster` (preflight, server-side apply, rollouts, uninstall).
 
+pub mod check;
+pub mod crds;
+pub mod render;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
 use serde_json::Value;
 
 /// The label every object `install` creates carries; `uninstall` removes by it.

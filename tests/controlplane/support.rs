@@ -91,6 +91,7 @@ impl Fixture {
                 max_cert_ttl: Duration::from_secs(24 * 3600),
                 node_proxies: None,
                 server_names: Vec::new(),
+                root_cert_configmap: None,
             },
             tokens_file: Some(dir.join("tokens")),
         };

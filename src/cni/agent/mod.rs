@@ -32,6 +32,10 @@ use crate::mesh::{Mesh, MeshConfig};
 use crate::sys::netns::{Netns as NetnsHandle, NetnsExecutor};
 use crate::zds::{PodInfo, ZdsListener};
 
+/// The kinds the agent reads from the Kubernetes API: its RBAC grants list and watch on these
+/// and nothing else (a test holds the install's ClusterRole to this list).
+pub const WATCHED_KINDS: &[crate::model::Kind] = &[crate::model::Kind::Pod, crate::model::Kind::Namespace];
+
 /// How long an `Enrolled` request waits for a pod the store does not know yet.
 pub const DEFAULT_ENROLLED_WAIT: Duration = Duration::from_secs(2);
 /// How long the plugin's Added waits for ztunnel to take the pod: within the plugin's default

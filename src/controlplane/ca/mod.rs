@@ -18,6 +18,7 @@ mod authority;
 mod authorize;
 mod csr;
 mod metrics;
+pub mod publish;
 mod service;
 mod store;
 

@@ -432,3 +432,35 @@ async fn root_in_a_secret_is_generated_and_stored_when_absent() {
     assert_eq!(String::from_utf8(data[SECRET_CERT_KEY].0.clone()).unwrap(), ca.root_pem());
     assert!(String::from_utf8(data[SECRET_KEY_KEY].0.clone()).unwrap().contains("PRIVATE KEY"));
 }
+
+/// Kube mode: the root certificate goes into the ConfigMap by server-side apply with the control
+/// plane's own field manager (so install's re-apply keeps it); a refusal is retried.
+#[tokio::test]
+async fn root_cert_is_published_by_server_side_apply_and_retried() {
+    use super::publish::{FIELD_MANAGER, ROOT_CERT_KEY, publish_root_cert};
+    let (service, mut handle) =
+        tower_test::mock::pair::<Request<::kube::client::Body>, Response<::kube::client::Body>>();
+    let client = ::kube::Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        let mut bodies = Vec::new();
+        for code in [403, 200] {
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(request.method().as_str(), "PATCH");
+            assert_eq!(request.uri().path(), "/api/v1/namespaces/istio-system/configmaps/istio-ca-root-cert");
+            let query = request.uri().query().unwrap_or_default().to_string();
+            assert!(query.contains(&format!("fieldManager={FIELD_MANAGER}")), "{query}");
+            assert_eq!(request.headers()["content-type"], "application/apply-patch+yaml");
+            let body = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            respond(send, code, if code == 200 { body.clone() } else { status(403, "Forbidden") });
+            bodies.push(body);
+        }
+        bodies
+    });
+    let publish = publish_root_cert(client, "istio-system".into(), "istio-ca-root-cert".into(), "ROOT PEM".into());
+    tokio::time::timeout(std::time::Duration::from_secs(10), publish).await.expect("published after one retry");
+    let bodies = server.await.unwrap();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["data"][ROOT_CERT_KEY], "ROOT PEM");
+    assert_eq!(bodies[1]["metadata"]["name"], "istio-ca-root-cert");
+}
