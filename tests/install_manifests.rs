@@ -558,3 +558,47 @@ fn profile_list_and_dump() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown profile"));
 }
+
+/// The Dockerfile builds one image whose entrypoint is `ambient`, in stages, to a slim non-root
+/// runtime with the tools the components shell out to; the manifests' `command: [ambient, ...]`
+/// resolves on the runtime's PATH. (No container engine runs here, so the image is not built.)
+#[test]
+fn the_dockerfile_builds_one_ambient_image() {
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Dockerfile")).unwrap();
+    // Continuation lines joined, comments dropped: one instruction per line.
+    let joined =
+        text.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n").replace("\\\n", " ");
+    let instructions: Vec<(String, String)> = joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (word, rest) = l.split_once(' ')?;
+            word.chars().all(|c| c.is_ascii_uppercase()).then(|| (word.to_string(), rest.trim().to_string()))
+        })
+        .collect();
+    let stages: Vec<usize> =
+        instructions.iter().enumerate().filter(|(_, (w, _))| w == "FROM").map(|(i, _)| i).collect();
+    assert!(stages.len() >= 2, "multi-stage: {stages:?}");
+    let runtime = &instructions[*stages.last().unwrap()..];
+    let base = &runtime[0].1;
+    assert!(base.contains("-slim") || base.contains("distroless"), "slim runtime: {base}");
+    let builder = &instructions[stages[0]].1;
+    assert!(builder.starts_with("rust:"), "{builder}");
+    let find = |word: &str| runtime.iter().filter(|(w, _)| w == word).map(|(_, r)| r.clone()).collect::<Vec<_>>();
+    assert_eq!(find("ENTRYPOINT"), [r#"["/usr/local/bin/ambient"]"#]);
+    assert!(find("COPY").iter().any(|c| c.starts_with("--from=build") && c.ends_with("/usr/local/bin/ambient")));
+    let user = find("USER");
+    let uid: u32 = user.last().expect("a USER in the runtime stage").split(':').next().unwrap().parse().unwrap();
+    assert_ne!(uid, 0, "non-root by default");
+    assert!(find("RUN").iter().any(|r| r.contains("iptables")), "the CNI agent runs iptables-restore");
+    assert!(text.contains("cargo build --release --locked"));
+    // The manifests' controlplane runs as this user, so the image's default suits it.
+    let manifest = render_profile("default", &[]);
+    let pod = &find_object(&manifest, "Deployment", "ambient-controlplane")["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsUser"], uid);
+}
+
+fn find_object<'a>(manifest: &'a Manifest, kind: &str, name: &str) -> &'a Value {
+    find(manifest, kind, name).unwrap_or_else(|| panic!("no {kind} {name}"))
+}

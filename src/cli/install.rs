@@ -57,9 +57,12 @@ pub enum ProfileCommand {
     #[command(after_help = "Examples:\n  ambient profile list")]
     List,
     /// Print a profile's values.
-    #[command(after_help = "Examples:\n  ambient profile dump ambient")]
+    #[command(
+        after_help = "Examples:\n  ambient profile dump ambient\n  ambient profile dump > values.yaml   # the default profile"
+    )]
     Dump {
         /// Profile name.
+        #[arg(default_value = "default")]
         name: String,
     },
 }

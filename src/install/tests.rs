@@ -49,6 +49,14 @@ mod values {
     }
 
     #[test]
+    fn set_profile_picks_the_profile_as_istioctl_does() {
+        let values = resolve(&Request { sets: vec!["profile=ambient".into()], ..Request::profile("default") }).unwrap();
+        assert!(values.ztunnel.enabled);
+        let err = resolve(&Request { sets: vec!["profile=nosuch".into()], ..Request::profile("default") }).unwrap_err();
+        assert!(matches!(err, ValuesError::UnknownProfile { .. }), "{err}");
+    }
+
+    #[test]
     fn istio_names_map_to_ours() {
         for (istio, ours) in [
             ("values.global.hub", "global.hub"),

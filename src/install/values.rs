@@ -363,7 +363,20 @@ pub const GKE_CNI_BIN_DIR: &str = "/home/kubernetes/bin";
 /// Merges the profile, the files and the `--set` overrides, and checks the result.
 pub fn resolve(request: &Request) -> Result<Values, ValuesError> {
     let mut merge = Merge::new();
-    let profile_name = if request.profile.is_empty() { BASE_PROFILE } else { request.profile.as_str() };
+    // istioctl's `--set profile=demo` picks the profile, like --profile (and wins over it).
+    let set_profile = request.sets.iter().rev().find_map(|s| {
+        let (key, value) = s.split_once('=')?;
+        matches!(key.trim(), "profile" | "spec.profile").then(|| value.trim().to_string())
+    });
+    let sets = request
+        .sets
+        .iter()
+        .filter(|s| !s.split_once('=').is_some_and(|(k, _)| matches!(k.trim(), "profile" | "spec.profile")));
+    let profile_name = match &set_profile {
+        Some(name) => name.as_str(),
+        None if request.profile.is_empty() => BASE_PROFILE,
+        None => request.profile.as_str(),
+    };
     let Some(profile) = profile_text(profile_name) else {
         return Err(ValuesError::UnknownProfile { name: profile_name.to_string(), known: profile_names().join(", ") });
     };
@@ -378,7 +391,7 @@ pub fn resolve(request: &Request) -> Result<Values, ValuesError> {
             parse_tree(&text, "the file").map_err(|message| ValuesError::File { path: shown.clone(), message })?;
         merge.overlay(&overlay, &shown);
     }
-    for assignment in &request.sets {
+    for assignment in sets {
         merge.set(assignment);
     }
     apply_platform_defaults(&mut merge);
