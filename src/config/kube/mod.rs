@@ -82,7 +82,7 @@ fn describe(err: &dyn std::error::Error) -> String {
 
 /// Loads client configuration: an explicit kubeconfig file, a named context of the default
 /// kubeconfig, or (with neither) the default kubeconfig with in-cluster config as fallback.
-async fn load_config(cfg: &KubeConfig) -> Result<::kube::Config, ConfigError> {
+pub async fn load_config(cfg: &KubeConfig) -> Result<::kube::Config, ConfigError> {
     let options = KubeConfigOptions { context: cfg.context.clone(), ..KubeConfigOptions::default() };
     let context = cfg.context.as_deref().map(|c| format!(" (context {c:?})")).unwrap_or_default();
     match (&cfg.kubeconfig, &cfg.context) {
