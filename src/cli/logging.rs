@@ -23,7 +23,9 @@ pub struct LogArgs {
 
 /// Installs the global tracing subscriber (stderr). A bad filter is an error naming it.
 pub fn init(args: &LogArgs, component: bool) -> anyhow::Result<()> {
-    let default = if component { "info" } else { "warn" };
+    // kube's client logs every failed request at error level; laptop commands report those
+    // failures themselves, as one line, so its request tracing stays off unless asked for.
+    let default = if component { "info" } else { "warn,kube_client::client::builder=off" };
     let directives = args.log_level.as_deref().unwrap_or(default);
     let filter = EnvFilter::builder()
         .parse(directives)
