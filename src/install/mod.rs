@@ -71,3 +71,5 @@ impl InstalledKind {
         INSTALLED_KINDS.iter().find(|k| k.api_version == api_version && k.kind == kind)
     }
 }
+
+pub mod cluster;
