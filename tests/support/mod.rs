@@ -3,6 +3,7 @@
 // Each test binary uses a different part of the fixtures.
 #![allow(dead_code)]
 
+pub mod apiserver;
 pub mod ca;
 pub mod netns;
 pub mod validator;
