@@ -49,6 +49,9 @@ _ambient() {
             ambient,uninstall)
                 cmd="ambient__subcmd__uninstall"
                 ;;
+            ambient,verify-install)
+                cmd="ambient__subcmd__verify__subcmd__install"
+                ;;
             ambient,version)
                 cmd="ambient__subcmd__version"
                 ;;
@@ -105,6 +108,9 @@ _ambient() {
                 ;;
             ambient__subcmd__help,uninstall)
                 cmd="ambient__subcmd__help__subcmd__uninstall"
+                ;;
+            ambient__subcmd__help,verify-install)
+                cmd="ambient__subcmd__help__subcmd__verify__subcmd__install"
                 ;;
             ambient__subcmd__help,version)
                 cmd="ambient__subcmd__help__subcmd__version"
@@ -278,7 +284,7 @@ _ambient() {
 
     case "${cmd}" in
         ambient)
-            opts="-h -V --log-level --log-format --help --version install uninstall manifest profile analyze proxy-status ztunnel-config waypoint local completions version controlplane ztunnel cni help"
+            opts="-h -V --log-level --log-format --help --version install uninstall verify-install manifest profile analyze proxy-status ztunnel-config waypoint local completions version controlplane ztunnel cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -628,7 +634,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__help)
-            opts="install uninstall manifest profile analyze proxy-status ztunnel-config waypoint local completions version controlplane ztunnel cni help"
+            opts="install uninstall verify-install manifest profile analyze proxy-status ztunnel-config waypoint local completions version controlplane ztunnel cni help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -949,6 +955,20 @@ _ambient() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        ambient__subcmd__help__subcmd__verify__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         ambient__subcmd__help__subcmd__version)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1062,7 +1082,7 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__install)
-            opts="-f -y -h -V --profile --set --filename --skip-confirmation --dry-run --log-level --log-format --help --version"
+            opts="-f -y -h -V --profile --set --filename --context --kubeconfig --wait-timeout --skip-confirmation --dry-run --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1081,6 +1101,18 @@ _ambient() {
                     return 0
                     ;;
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1748,12 +1780,66 @@ _ambient() {
             return 0
             ;;
         ambient__subcmd__uninstall)
-            opts="-y -h -V --purge --skip-confirmation --dry-run --log-level --log-format --help --version"
+            opts="-y -h -V --context --kubeconfig --purge --skip-confirmation --dry-run --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ambient__subcmd__verify__subcmd__install)
+            opts="-f -h -V --profile --set --filename --context --kubeconfig --log-level --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --profile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --filename)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --context)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-level)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

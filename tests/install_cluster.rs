@@ -137,7 +137,7 @@ fn manifest() -> Manifest {
         ),
         workload("Deployment", "ambient-controlplane", Some(2)),
         workload("DaemonSet", "ztunnel", None),
-        workload("DaemonSet", "ztunnel-cni", None),
+        workload("DaemonSet", "ambient-cni", None),
     ];
     Manifest { namespace: NS.to_string(), objects }
 }
@@ -225,7 +225,7 @@ async fn install_into_an_empty_cluster_applies_everything_waits_for_crds_and_rol
         vec![
             (format!("Deployment {NS}/ambient-controlplane"), 2, 2),
             (format!("DaemonSet {NS}/ztunnel"), 3, 3),
-            (format!("DaemonSet {NS}/ztunnel-cni"), 3, 3),
+            (format!("DaemonSet {NS}/ambient-cni"), 3, 3),
         ]
     );
     let ztunnel_reads = requests
@@ -376,7 +376,7 @@ async fn a_rollout_that_never_finishes_times_out_with_ready_counts() {
         err.to_string(),
         format!(
             "timed out after 200ms waiting for rollouts: Deployment {NS}/ambient-controlplane (0/2 ready), \
-             DaemonSet {NS}/ztunnel (0/3 ready), DaemonSet {NS}/ztunnel-cni (0/3 ready)"
+             DaemonSet {NS}/ztunnel (0/3 ready), DaemonSet {NS}/ambient-cni (0/3 ready)"
         )
     );
 }
@@ -394,13 +394,13 @@ async fn a_rollout_finishing_later_is_waited_for() {
     });
     // Let the install apply everything and wait a while, then finish the rollouts.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h.server.get("DaemonSet", Some(NS), "ztunnel-cni").is_none() {
+    while h.server.get("DaemonSet", Some(NS), "ambient-cni").is_none() {
         assert!(tokio::time::Instant::now() < deadline, "install did not apply the workloads");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!run.is_finished(), "install returned before the workloads rolled out");
-    for (kind, name) in [("Deployment", "ambient-controlplane"), ("DaemonSet", "ztunnel"), ("DaemonSet", "ztunnel-cni")]
+    for (kind, name) in [("Deployment", "ambient-controlplane"), ("DaemonSet", "ztunnel"), ("DaemonSet", "ambient-cni")]
     {
         h.server.set_rolled_out(kind, NS, name);
     }

@@ -46,6 +46,8 @@ pub enum Command {
     Install(install::InstallArgs),
     /// Remove what `ambient install` created.
     Uninstall(install::UninstallArgs),
+    /// Check that what `ambient install` applies is in the cluster and rolled out.
+    VerifyInstall(install::VerifyInstallArgs),
     /// Render install manifests.
     #[command(subcommand, after_help = "Examples:\n  ambient manifest generate --profile=ambient > ambient.yaml")]
     Manifest(install::ManifestCommand),
@@ -88,8 +90,9 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     logging::init(&cli.log, cli.command.is_component())?;
     match cli.command {
-        Command::Install(_) => not_implemented("install"),
-        Command::Uninstall(_) => not_implemented("uninstall"),
+        Command::Install(args) => install::run_install(args),
+        Command::Uninstall(args) => install::run_uninstall(args),
+        Command::VerifyInstall(args) => install::run_verify(args),
         Command::Manifest(command) => manifest::run_manifest(command),
         Command::Profile(command) => manifest::run_profile(command),
         Command::Analyze(args) => analyze::run(args),

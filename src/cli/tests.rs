@@ -42,6 +42,7 @@ fn every_issue_command_exists() {
     for want in [
         "install",
         "uninstall",
+        "verify-install",
         "manifest generate",
         "profile list",
         "profile dump",

@@ -65,7 +65,7 @@ pub(crate) async fn server_version(cluster: &Cluster) -> Result<ServerVersion, C
 /// Workloads only ambient may own in the install namespace: an unlabelled one is another
 /// installation's (or a leftover of one), and applying over it would take it over silently.
 const GUARDED: &[(&str, &str)] =
-    &[("Deployment", "ambient-controlplane"), ("DaemonSet", "ztunnel"), ("DaemonSet", "ztunnel-cni")];
+    &[("Deployment", "ambient-controlplane"), ("DaemonSet", "ztunnel"), ("DaemonSet", "ambient-cni")];
 
 fn apps_kind(kind: &str) -> Option<&'static InstalledKind> {
     INSTALLED_KINDS.iter().find(|k| k.api_version == "apps/v1" && k.kind == kind)
