@@ -54,9 +54,6 @@ fn help_lists_every_command() {
 #[test]
 fn unbuilt_commands_exit_2_and_say_so() {
     let cases: &[&[&str]] = &[
-        &["manifest", "generate", "--profile", "ambient"],
-        &["profile", "list"],
-        &["profile", "dump", "ambient"],
         &["proxy-status"],
         &["ztunnel-config"],
         &["waypoint", "apply", "-n", "default"],

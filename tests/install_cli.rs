@@ -1,6 +1,6 @@
 //! `ambient install`, `uninstall` and `verify-install` as a user runs them, against the
 //! recorded-response API server (`support::apiserver`). The objects named here
-//! (ambient-controlplane, ztunnel in istio-system) are ones every profile renders.
+//! (ambient-controlplane, ztunnel in istio-system) are what the ambient profile renders.
 
 mod support;
 
@@ -99,28 +99,37 @@ fn install_verify_uninstall_verify() {
     let kubeconfig = server.kubeconfig(home.path());
     let kube = ["--kubeconfig", kubeconfig.to_str().expect("utf-8 path")];
 
-    let out = run(ambient(&home).args(["install", "-y"]).args(kube));
+    let out = run(ambient(&home).args(["install", "-y", "--profile=ambient"]).args(kube));
     assert_eq!(out.code, Some(0), "install failed: {}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("Deployment istio-system/ambient-controlplane: 1/1 ready"), "{}", out.stdout);
+    assert!(out.stdout.contains("Deployment istio-system/ambient-controlplane: 2/2 ready"), "{}", out.stdout);
     assert!(out.stdout.contains("DaemonSet istio-system/ztunnel: 3/3 ready"), "{}", out.stdout);
     assert!(out.stdout.contains("Installed ambient in"), "{}", out.stdout);
     let applies: Vec<_> = server.requests().into_iter().filter(|r| r.is_apply()).collect();
     assert!(!applies.is_empty() && applies.iter().all(|r| r.param("fieldManager") == Some("ambient")));
     assert!(!out.stdout.contains(TOKEN) && !out.stderr.contains(TOKEN));
 
-    let out = run(ambient(&home).arg("verify-install").args(kube));
+    let out = run(ambient(&home).args(["verify-install", "--profile=ambient"]).args(kube));
     assert_eq!(out.code, Some(0), "verify-install after install: {}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("Verified: all"), "{}", out.stdout);
 
     let out = run(ambient(&home).args(["uninstall", "-y"]).args(kube));
     assert_eq!(out.code, Some(0), "uninstall failed: {}{}", out.stdout, out.stderr);
-    assert_eq!(server.labelled("app.kubernetes.io/managed-by", "ambient"), Vec::<String>::new());
+    // Without --purge only the CRDs (and with them users' policies) stay, still labelled.
+    let left = server.labelled("app.kubernetes.io/managed-by", "ambient");
+    assert_eq!(left.len(), 8, "{left:?}");
+    assert!(left.iter().all(|o| o.starts_with("CustomResourceDefinition")), "{left:?}");
     assert!(server.get("Namespace", None, "istio-system").is_some(), "the namespace is kept without --purge");
 
-    let out = run(ambient(&home).arg("verify-install").args(kube));
+    let out = run(ambient(&home).args(["verify-install", "--profile=ambient"]).args(kube));
     assert_eq!(out.code, Some(1), "verify-install after uninstall: {}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("Deployment istio-system/ambient-controlplane: missing"), "{}", out.stdout);
     assert!(out.stdout.contains("DaemonSet istio-system/ztunnel: missing"), "{}", out.stdout);
+
+    let out = run(ambient(&home).args(["uninstall", "-y", "--purge"]).args(kube));
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert_eq!(server.labelled("app.kubernetes.io/managed-by", "ambient"), Vec::<String>::new());
+    // The namespace was released by the first uninstall, so it no longer counts as ambient's.
+    assert!(server.get("Namespace", None, "istio-system").is_some());
 
     let out = run(ambient(&home).args(["uninstall", "-y", "--purge"]).args(kube));
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
@@ -134,7 +143,9 @@ fn a_failing_rollout_exits_non_zero_naming_the_pod_and_reason() {
     server.set_rollout(Rollout::Never);
     server.insert_fixture("pod-ztunnel-crashloop.json");
     let kubeconfig = server.kubeconfig(home.path());
-    let out = run(ambient(&home).args(["install", "-y", "--kubeconfig"]).arg(&kubeconfig));
+    let out = run(ambient(&home)
+        .args(["install", "-y", "--profile=ambient", "--wait-timeout=30s", "--kubeconfig"])
+        .arg(&kubeconfig));
     assert_one_error_line(
         &out,
         "rollout of DaemonSet istio-system/ztunnel failed: pod ztunnel-x7k2p: container ztunnel: CrashLoopBackOff:",
