@@ -66,7 +66,7 @@ pub fn scope(kind: Kind) -> String {
 }
 
 /// An error with the messages of its sources that its own message does not already include.
-fn describe(err: &dyn std::error::Error) -> String {
+pub fn describe(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -199,15 +199,5 @@ fn transport_reason(err: &(dyn std::error::Error + 'static)) -> String {
 
 /// An error and the messages of its causes that it does not already include, on one line.
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    one_line(&text)
+    one_line(&crate::config::kube::describe(err))
 }
