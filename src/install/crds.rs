@@ -122,10 +122,8 @@ fn keep_unknown_fields(node: &mut Value) {
     if (object.contains_key("properties") && !object.contains_key("additionalProperties")) || !typed {
         object.insert("x-kubernetes-preserve-unknown-fields".to_string(), Value::Bool(true));
     }
-    for key in ["properties"] {
-        if let Some(Value::Object(properties)) = object.get_mut(key) {
-            properties.values_mut().for_each(keep_unknown_fields);
-        }
+    if let Some(Value::Object(properties)) = object.get_mut("properties") {
+        properties.values_mut().for_each(keep_unknown_fields);
     }
     for key in ["items", "additionalProperties"] {
         if let Some(child) = object.get_mut(key) {
