@@ -70,6 +70,11 @@ impl InstalledKind {
         let kind = object.get("kind")?.as_str()?;
         INSTALLED_KINDS.iter().find(|k| k.api_version == api_version && k.kind == kind)
     }
+
+    /// The entry for a kind name (each kind appears once in [`INSTALLED_KINDS`]).
+    pub fn named(kind: &str) -> Option<&'static InstalledKind> {
+        INSTALLED_KINDS.iter().find(|k| k.kind == kind)
+    }
 }
 
 pub mod cluster;

@@ -107,9 +107,7 @@ async fn wait_established(
     opts: &InstallOptions,
     ui: &Ui,
 ) -> Result<(), ClusterError> {
-    let crd_kind = crate::install::INSTALLED_KINDS
-        .iter()
-        .find(|k| k.kind == "CustomResourceDefinition")
+    let crd_kind = crate::install::InstalledKind::named("CustomResourceDefinition")
         .ok_or_else(|| ClusterError::Manifest("CustomResourceDefinition is not an installed kind".into()))?;
     let deadline = Instant::now() + opts.crd_timeout;
     for name in names {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::Cluster;
 use super::error::ClusterError;
 use super::objects::{ObjectId, is_ours, manager_of};
-use crate::install::{INSTALLED_KINDS, InstalledKind};
+use crate::install::InstalledKind;
 
 /// The oldest supported Kubernetes minor version (of major 1).
 pub const MIN_MINOR: u32 = 28;
@@ -67,14 +67,14 @@ pub(crate) async fn server_version(cluster: &Cluster) -> Result<ServerVersion, C
 const GUARDED: &[(&str, &str)] =
     &[("Deployment", "ambient-controlplane"), ("DaemonSet", "ztunnel"), ("DaemonSet", "ambient-cni")];
 
-fn apps_kind(kind: &str) -> Option<&'static InstalledKind> {
-    INSTALLED_KINDS.iter().find(|k| k.api_version == "apps/v1" && k.kind == kind)
-}
-
 /// Refuses to install over another installation in `namespace`.
 pub(crate) async fn check_not_installed_by_others(cluster: &Cluster, namespace: &str) -> Result<(), ClusterError> {
     let id = |kind: &str, name: &str| {
-        apps_kind(kind).map(|kind| ObjectId { kind, namespace: Some(namespace.to_string()), name: name.to_string() })
+        InstalledKind::named(kind).map(|kind| ObjectId {
+            kind,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        })
     };
     if let Some(istiod) = id("Deployment", "istiod")
         && let Some(found) = cluster.get(&istiod).await?
